@@ -1,0 +1,61 @@
+"""Counting parameters, FLOPs and attention-matrix memory (chapters 3 and 5).
+
+A multiply-add counts as 2 FLOPs. Softmax counts 4 FLOPs per score (subtract the row
+maximum, exponentiate, add to the row sum, divide); it is small next to the matmuls.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .heads import check_positive, head_dim
+
+SOFTMAX_FLOPS_PER_SCORE = 4
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of scalars in a module's parameters. Introduced in chapter 5."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def mha_parameters(d_model: int, num_heads: int, *, bias: bool = True) -> int:
+    """Parameters of one multi-head attention layer: 4 d_model^2 (+ 4 d_model bias). Introduced in chapter 5.
+
+    The count does not depend on num_heads: the heads share out the same d_model columns.
+    """
+    head_dim(d_model, num_heads)  # validates the pair
+    return 4 * d_model * d_model + (4 * d_model if bias else 0)
+
+
+def mha_flops(batch_size: int, seq_len: int, d_model: int, num_heads: int, kv_len: int | None = None) -> dict[str, int]:
+    """FLOPs of one forward pass, per component, for self- or cross-attention. Introduced in chapter 3.
+
+    Keys: q_proj, k_proj, v_proj, scores, softmax, weighted_sum, out_proj, total.
+    `scores` and `weighted_sum` equal 2 * B * T_q * T_k * d_model for any num_heads; only the
+    softmax, which works on each of the B * h * T_q * T_k scores, grows with num_heads.
+    """
+    T_k = seq_len if kv_len is None else kv_len
+    check_positive(batch_size=batch_size, seq_len=seq_len, kv_len=T_k)
+    B, T_q, h, d_k = batch_size, seq_len, num_heads, head_dim(d_model, num_heads)
+    flops = {
+        "q_proj": 2 * B * T_q * d_model * d_model,
+        "k_proj": 2 * B * T_k * d_model * d_model,
+        "v_proj": 2 * B * T_k * d_model * d_model,
+        "scores": 2 * B * h * T_q * T_k * d_k,  # Q_h K_h^T for every head
+        "softmax": SOFTMAX_FLOPS_PER_SCORE * B * h * T_q * T_k,
+        "weighted_sum": 2 * B * h * T_q * T_k * d_k,  # A_h V_h for every head
+        "out_proj": 2 * B * T_q * d_model * d_model,
+    }
+    flops["total"] = sum(flops.values())
+    return flops
+
+
+def attention_memory_bytes(
+    batch_size: int, num_heads: int, seq_len: int, kv_len: int | None = None, dtype: torch.dtype = torch.float32
+) -> int:
+    """Bytes of the attention weights (B, h, T_q, T_k); this grows with h. Introduced in chapter 3."""
+    T_k = seq_len if kv_len is None else kv_len
+    check_positive(batch_size=batch_size, num_heads=num_heads, seq_len=seq_len, kv_len=T_k)
+    element_size = torch.empty((), dtype=dtype).element_size()
+    return batch_size * num_heads * seq_len * T_k * element_size

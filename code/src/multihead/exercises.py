@@ -1,0 +1,121 @@
+"""Checkers for the chapters' coding exercises: run the reader's function, say what is wrong.
+
+Each checker compares the reader's function with the package's reference on several shapes and
+returns a `CheckReport`; its text is what the notebook shows. Introduced in chapter 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from .heads import merge_heads, split_heads
+
+SPLIT_CASES = [(4, 16, 512, 4), (2, 5, 12, 3), (1, 7, 8, 8), (3, 1, 6, 1)]  # (B, T, d_model, h)
+
+
+@dataclass
+class CheckReport:
+    """The outcome of one checker: how many cases passed and what went wrong."""
+
+    name: str
+    passed: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def fail(self, problem: str) -> None:
+        self.problems.append(problem)
+
+    def __repr__(self) -> str:
+        if self.ok:
+            return f"{self.name}: all {self.passed} checks passed."
+        return f"{self.name}: not yet.\n" + "\n".join(f"  - {problem}" for problem in self.problems)
+
+
+def _call(report: CheckReport, fn: Callable, *args) -> torch.Tensor | None:
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        report.fail("the function still raises NotImplementedError: fill in its body")
+    except Exception as error:  # the reader's code may fail in any way; report it, never crash
+        report.fail(f"calling it raised {type(error).__name__}: {error}")
+    return None
+
+
+def _compare(report: CheckReport, label: str, got: object, want: torch.Tensor, hint: Callable[[torch.Tensor], str]) -> None:
+    if not isinstance(got, torch.Tensor):
+        report.fail(f"{label}: expected a tensor, got {type(got).__name__}")
+    elif got.shape != want.shape:
+        report.fail(f"{label}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}")
+    elif not torch.equal(got, want):
+        report.fail(f"{label}: the shape is right but the values are in the wrong places. {hint(got)}")
+    else:
+        report.passed += 1
+
+
+def check_split_heads(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> CheckReport:
+    """Check a reader's split_heads(x, num_heads) -> (B, h, T, d_k). Introduced in chapter 2."""
+    report = CheckReport("split_heads")
+    for B, T, d_model, h in SPLIT_CASES:
+        x = torch.arange(B * T * d_model, dtype=torch.float32).view(B, T, d_model)  # (B, T, d_model)
+        want = split_heads(x, h)  # (B, h, T, d_k)
+        got = _call(report, fn, x, h)
+        if not report.ok:
+            break
+
+        def hint(got: torch.Tensor, x: torch.Tensor = x) -> str:
+            if torch.equal(got, x.view(got.shape)):
+                return "It looks like a view to (B, h, T, d_k) without the transpose: view first to (B, T, h, d_k)."
+            return "Check which axis you split and which two you swap."
+
+        _compare(report, f"x {tuple(x.shape)}, h={h}", got, want, hint)
+    return report
+
+
+def check_merge_heads(fn: Callable[[torch.Tensor], torch.Tensor]) -> CheckReport:
+    """Check a reader's merge_heads(x) -> (B, T, d_model). Introduced in chapter 2."""
+    report = CheckReport("merge_heads")
+    for B, T, d_model, h in SPLIT_CASES:
+        x = split_heads(torch.randn(B, T, d_model), h)  # (B, h, T, d_k)
+        want = merge_heads(x)  # (B, T, d_model)
+        got = _call(report, fn, x)
+        if not report.ok:
+            break
+
+        def hint(got: torch.Tensor, x: torch.Tensor = x) -> str:
+            if torch.equal(got, x.reshape(got.shape)):
+                return "It looks like a reshape without transposing back: transpose(1, 2) first."
+            return "Transpose back to (B, T, h, d_k) before joining the last two axes."
+
+        _compare(report, f"heads {tuple(x.shape)}", got, want, hint)
+    return report
+
+
+def check_head_rows(fn: Callable[[torch.Tensor, int, int], torch.Tensor]) -> CheckReport:
+    """Check a reader's head_rows(W, num_heads, i): the rows of a fused weight that head i uses. Introduced in chapter 2."""
+    report = CheckReport("head_rows")
+    for d_model, h in [(512, 4), (12, 3), (8, 8)]:
+        d_k = d_model // h
+        W = torch.randn(d_model, d_model)  # nn.Linear weight: (out = d_model, in = d_model)
+        x = torch.randn(2, 5, d_model)  # (B, T, d_model)
+        for i in (0, h - 1):
+            got = _call(report, fn, W, h, i)
+            if not report.ok:
+                return report
+            want = W[i * d_k : (i + 1) * d_k]  # (d_k, d_model)
+
+            def hint(got: torch.Tensor, W: torch.Tensor = W, d_k: int = d_k, i: int = i) -> str:
+                if torch.equal(got, W[:, i * d_k : (i + 1) * d_k].T):
+                    return "You took columns; nn.Linear stores (out, in), so head i owns a block of rows."
+                return f"Head {i} owns output features {i * d_k} to {(i + 1) * d_k - 1}."
+
+            _compare(report, f"d_model={d_model}, h={h}, head {i}", got, want, hint)
+            if report.ok:  # the slice must reproduce head i of the fused projection
+                fused = split_heads(x @ W.T, h)[:, i]  # (B, T, d_k)
+                torch.testing.assert_close(x @ got.T, fused)
+    return report

@@ -1,0 +1,67 @@
+"""Plotting helpers: attention heatmaps with token labels (chapters 1, 3, 6).
+
+Figures are built with `matplotlib.figure.Figure`, not pyplot, so no backend or global state
+is involved; a notebook displays a returned Figure inline.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+
+def plot_attention(
+    attn: torch.Tensor,
+    query_labels: Sequence[str] | None = None,
+    key_labels: Sequence[str] | None = None,
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Heatmap of one (T_q, T_k) weight matrix: query rows, key columns. Introduced in chapter 3."""
+    if attn.dim() != 2:
+        raise ValueError(f"plot_attention takes one (T_q, T_k) matrix, got shape {tuple(attn.shape)}")
+    T_q, T_k = attn.shape
+    if ax is None:
+        ax = Figure(figsize=(0.35 * T_k + 1.5, 0.35 * T_q + 1)).add_subplot()
+    image = ax.imshow(attn.detach().float().cpu().numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    for axis, labels, n in ((ax.xaxis, key_labels, T_k), (ax.yaxis, query_labels, T_q)):
+        if labels is not None:
+            if len(labels) != n:
+                raise ValueError(f"{len(labels)} labels for an axis of length {n}")
+            axis.set_ticks(range(n), labels)
+    ax.tick_params(axis="x", labelrotation=90)
+    ax.set_xlabel("key")
+    ax.set_ylabel("query")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_heads(attn: torch.Tensor, tokens: Sequence[str] | None = None, *, ncols: int = 4) -> Figure:
+    """One heatmap panel per head for an (h, T_q, T_k) tensor. Introduced in chapter 3."""
+    if attn.dim() != 3:
+        raise ValueError(f"plot_heads takes (h, T_q, T_k), got shape {tuple(attn.shape)}")
+    h = attn.shape[0]
+    ncols = min(ncols, h)
+    nrows = -(-h // ncols)
+    fig = Figure(figsize=(3.2 * ncols, 3.0 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for i, ax in enumerate(axes):
+        if i < h:
+            plot_attention(attn[i], tokens, tokens, ax=ax, title=f"head {i}")
+        else:
+            ax.set_visible(False)
+    return fig
+
+
+def figure_to_png(fig: Figure, dpi: int = 72) -> bytes:
+    """PNG bytes of a figure, for precomputed widget states. Introduced in chapter 2."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    return buffer.getvalue()

@@ -1,0 +1,123 @@
+"""Widgets that work in a live kernel and on the static page (chapter 2 onwards).
+
+Every state a reader can pick is rendered ahead of time. Each control's `index` is linked in
+the browser (`jslink`) to the `selected_index` of a `Stack`, one nesting level per control, so
+moving a control switches what is shown without a kernel.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+import torch
+
+from .counting import attention_memory_bytes
+from .heads import head_dim, merge_heads, split_heads
+
+
+def selection(description: str, values: Sequence[Any], value: Any) -> widgets.SelectionSlider:
+    """A slider over a fixed list of values; its index drives a precomputed view. Introduced in chapter 2."""
+    return widgets.SelectionSlider(
+        options=[(str(v), v) for v in values],
+        value=value,
+        description=description,
+        continuous_update=True,
+        style={"description_width": "initial"},
+    )
+
+
+class PrecomputedView:
+    """Controls above nested Stacks that hold render(*values) for every combination of values.
+
+    `view` is the box to display; `css_class` gives browser tests a stable hook.
+    Introduced in chapter 2.
+    """
+
+    def __init__(
+        self, controls: Sequence[widgets.Widget], render: Callable[..., widgets.Widget], css_class: str
+    ) -> None:
+        self.controls = list(controls)
+        self.links: list[widgets.jslink] = []
+        self.leaves: dict[tuple[int, ...], widgets.Widget] = {}
+        self.view = widgets.VBox([*self.controls, self._level(0, (), render)])
+        self.view.add_class(css_class)
+
+    def _level(self, depth: int, chosen: tuple[int, ...], render: Callable[..., widgets.Widget]) -> widgets.Widget:
+        if depth == len(self.controls):
+            values = [c.options[i][1] for c, i in zip(self.controls, chosen)]
+            self.leaves[chosen] = leaf = render(*values)
+            return leaf
+        control = self.controls[depth]
+        children = [self._level(depth + 1, chosen + (i,), render) for i in range(len(control.options))]
+        stack = widgets.Stack(children, selected_index=control.index)
+        self.links.append(widgets.jslink((control, "index"), (stack, "selected_index")))
+        return stack
+
+    def shown(self) -> widgets.Widget:
+        """The leaf the browser shows for the controls' current values."""
+        return self.leaves[tuple(c.index for c in self.controls)]
+
+
+def shape_trace(batch_size: int, seq_len: int, d_model: int, num_heads: int) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(step, code, shape) for every step of multi-head attention, run on 'meta' tensors. Introduced in chapter 2."""
+    d_k = head_dim(d_model, num_heads)
+    B, T, h = batch_size, seq_len, num_heads
+    x = torch.empty(B, T, d_model, device="meta")  # shapes only, no memory
+    W = torch.empty(d_model, d_model, device="meta")
+    q = x @ W.T  # (B, T, d_model)
+    q_split = q.view(B, T, h, d_k)  # (B, T, h, d_k)
+    q_heads = split_heads(q, h)  # (B, h, T, d_k)
+    scores = q_heads @ q_heads.transpose(-2, -1)  # (B, h, T, T)
+    heads = scores.softmax(-1) @ q_heads  # (B, h, T, d_k)
+    merged = merge_heads(heads)  # (B, T, d_model)
+    return [
+        ("input", "x", tuple(x.shape)),
+        ("project", "q = W_q(x)", tuple(q.shape)),
+        ("split", "q.view(B, T, h, d_k)", tuple(q_split.shape)),
+        ("heads first", ".transpose(1, 2)", tuple(q_heads.shape)),
+        ("scores", "q @ k.transpose(-2, -1)", tuple(scores.shape)),
+        ("attend", "softmax(scores) @ v", tuple(heads.shape)),
+        ("merge", ".transpose(1, 2).contiguous().view(B, T, d_model)", tuple(merged.shape)),
+        ("mix", "W_o(merged)", tuple(merged.shape)),
+    ]
+
+
+def _shape_table(batch_size: int, seq_len: int, d_model: int, num_heads: int) -> widgets.HTML:
+    try:
+        steps = shape_trace(batch_size, seq_len, d_model, num_heads)
+    except ValueError as error:
+        divisors = [h for h in range(1, 17) if d_model % h == 0]
+        return widgets.HTML(
+            f"<p class='shape-error'><b>No split possible.</b> {html.escape(str(error))}: "
+            f"d_k = {d_model} / {num_heads} is not an integer. "
+            f"Head counts up to 16 that divide {d_model}: {', '.join(map(str, divisors))}.</p>"
+        )
+    rows = "".join(
+        f"<tr><td>{step}</td><td><code>{html.escape(code)}</code></td><td><code>{shape}</code></td></tr>"
+        for step, code, shape in steps
+    )
+    memory = attention_memory_bytes(batch_size, num_heads, seq_len) / 2**20
+    return widgets.HTML(
+        f"<p>d_k = {d_model} / {num_heads} = <b>{d_model // num_heads}</b>; "
+        f"attention weights (B, h, T, T) in float32: {memory:,.2f} MiB</p>"
+        f"<table class='shape-table'><tr><th>step</th><th>code</th><th>shape</th></tr>{rows}</table>"
+    )
+
+
+def shape_explorer(
+    batch_sizes: Sequence[int] = (1, 4, 32),
+    seq_lens: Sequence[int] = (16, 128, 1024),
+    d_models: Sequence[int] = (256, 512, 768),
+    head_counts: Sequence[int] = (1, 2, 3, 4, 8, 12),
+) -> PrecomputedView:
+    """Pick B, T, d_model and h; see every intermediate shape. Introduced in chapter 2."""
+    controls = [
+        selection("batch B", batch_sizes, 4 if 4 in batch_sizes else batch_sizes[0]),
+        selection("tokens T", seq_lens, 16 if 16 in seq_lens else seq_lens[0]),
+        selection("d_model", d_models, 512 if 512 in d_models else d_models[0]),
+        selection("heads h", head_counts, 4 if 4 in head_counts else head_counts[0]),
+    ]
+    return PrecomputedView(controls, _shape_table, "shape-explorer")

@@ -1,0 +1,40 @@
+import torch
+
+from multihead import merge_heads, split_heads
+from multihead.exercises import check_head_rows, check_merge_heads, check_split_heads
+
+
+def test_reference_solutions_pass() -> None:
+    for report in (
+        check_split_heads(split_heads),
+        check_merge_heads(merge_heads),
+        check_head_rows(lambda W, h, i: W.view(h, -1, W.shape[1])[i]),
+    ):
+        assert report.ok, report
+        assert "checks passed" in repr(report)
+
+
+def test_split_without_transpose_gets_a_hint() -> None:
+    report = check_split_heads(lambda x, h: x.view(x.shape[0], h, x.shape[1], -1))
+    assert not report.ok
+    assert "without the transpose" in repr(report)
+
+
+def test_merge_without_transpose_gets_a_hint() -> None:
+    report = check_merge_heads(lambda x: x.reshape(x.shape[0], x.shape[2], -1))
+    assert "without transposing back" in repr(report)
+
+
+def test_columns_instead_of_rows_gets_a_hint() -> None:
+    report = check_head_rows(lambda W, h, i: W[:, i * (W.shape[0] // h) : (i + 1) * (W.shape[0] // h)].T)
+    assert "You took columns" in repr(report)
+
+
+def test_unfinished_and_crashing_functions_are_reported() -> None:
+    def unfinished(x: torch.Tensor, h: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    assert "NotImplementedError" in repr(check_split_heads(unfinished))
+    assert "raised RuntimeError" in repr(check_split_heads(lambda x, h: x.view(-1, 7, 13)))
+    assert "expected a tensor, got list" in repr(check_merge_heads(lambda x: [1]))
+    assert "expected shape (4, 4, 16, 128), got (4, 16, 4, 128)" in repr(check_split_heads(lambda x, h: x.view(4, 16, 4, 128)))

@@ -1,0 +1,68 @@
+import ipywidgets as widgets
+import pytest
+
+from multihead.widgets import PrecomputedView, selection, shape_explorer, shape_trace
+
+
+def test_shape_trace_of_running_example() -> None:
+    shapes = {step: shape for step, _, shape in shape_trace(4, 16, 512, 4)}
+    assert shapes == {
+        "input": (4, 16, 512),
+        "project": (4, 16, 512),
+        "split": (4, 16, 4, 128),
+        "heads first": (4, 4, 16, 128),
+        "scores": (4, 4, 16, 16),
+        "attend": (4, 4, 16, 128),
+        "merge": (4, 16, 512),
+        "mix": (4, 16, 512),
+    }
+
+
+def test_explorer_starts_on_running_example() -> None:
+    explorer = shape_explorer()
+    assert [c.value for c in explorer.controls] == [4, 16, 512, 4]
+    shown = explorer.shown().value
+    assert "d_k = 512 / 4 = <b>128</b>" in shown and "(4, 4, 16, 128)" in shown
+
+
+@pytest.mark.parametrize(("values", "expected"), [((32, 1024, 768, 12), "(32, 12, 1024, 64)"), ((1, 128, 256, 8), "(1, 8, 128, 32)")])
+def test_explorer_follows_controls(values: tuple[int, ...], expected: str) -> None:
+    explorer = shape_explorer()
+    for control, value in zip(explorer.controls, values):
+        control.value = value
+    assert expected in explorer.shown().value
+
+
+def test_explorer_explains_indivisible_d_model() -> None:
+    explorer = shape_explorer()
+    explorer.controls[3].value = 3  # 512 / 3
+    shown = explorer.shown().value
+    assert "d_model=512 is not divisible by num_heads=3" in shown
+    assert "1, 2, 4, 8, 16" in shown and "Traceback" not in shown
+
+
+def test_every_state_is_precomputed_and_linked_in_the_browser() -> None:
+    explorer = shape_explorer()
+    assert len(explorer.leaves) == 3 * 3 * 3 * 6
+    # Each Stack level is driven by one control through a browser-side link.
+    stack = explorer.view.children[-1]
+    for depth, control in enumerate(explorer.controls):
+        assert isinstance(stack, widgets.Stack)
+        assert any(link.source == (control, "index") and link.target == (stack, "selected_index") for link in explorer.links)
+        stack = stack.children[control.index]
+    assert stack is explorer.shown()
+    assert "shape-explorer" in explorer.view._dom_classes
+
+
+def test_precomputed_view_renders_each_combination_once() -> None:
+    calls = []
+
+    def render(a: int, b: str) -> widgets.HTML:
+        calls.append((a, b))
+        return widgets.HTML(f"{a}{b}")
+
+    view = PrecomputedView([selection("a", [1, 2], 1), selection("b", ["x", "y", "z"], "z")], render, "demo")
+    assert sorted(calls) == [(a, b) for a in (1, 2) for b in "xyz"]
+    assert view.shown().value == "1z"
+    view.controls[0].value = 2
+    assert view.shown().value == "2z"
