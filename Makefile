@@ -1,0 +1,66 @@
+# Two commands matter: `make book` and `make test`. Each sets up .venv first if needed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard chapters/*.ipynb))
+CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
+
+.PHONY: help install book test test-unit test-nbval test-book test-browser execute lab bench clean
+
+help:
+	@echo "make book     set up .venv, then render the book to _build/html"
+	@echo "make test     set up .venv, then run unit tests, nbval, the strict book build and browser tests"
+	@echo "make execute  re-run every notebook in place (nbclient), storing outputs and widget state"
+	@echo "make lab      open JupyterLab on the chapters"
+	@echo "make bench    time the implementations of multi-head attention"
+
+$(STAMP): requirements.txt code/pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@touch $@
+
+install: $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build .
+	@echo "The book is in _build/html/index.html"
+
+# Each step runs even when an earlier one failed; the target fails if any step failed.
+test: $(STAMP)
+	@failed=""; \
+	for step in test-unit test-nbval test-book test-browser; do \
+	  echo "== $$step"; $(MAKE) --no-print-directory $$step || failed="$$failed $$step"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi; echo "All test steps passed."
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests --ignore=tests/browser
+
+test-nbval: $(STAMP)
+	$(BIN)/python -m pytest --nbval $(NOTEBOOKS)
+
+test-book: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+test-browser: $(STAMP)
+	@if [ -z "$(CHROMIUM)" ]; then \
+	  echo "SKIPPED browser tests: no chromium on PATH (Debian: apt-get install chromium)."; \
+	else \
+	  (cd tests/browser && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error) && \
+	  CHROMIUM="$(CHROMIUM)" $(BIN)/python -m pytest tests/browser; \
+	fi
+
+execute: $(STAMP)
+	$(BIN)/python tests/execute.py $(NOTEBOOKS)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab chapters
+
+bench: $(STAMP)
+	$(BIN)/python -m multihead.bench --check
+
+clean:
+	rm -rf _build
