@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import ipywidgets as widgets
 import torch
+from ipywidgets.widgets.widget_string import HTMLStyle
 
 from .counting import attention_memory_bytes
 from .heads import head_dim, merge_heads, split_heads
@@ -25,7 +27,7 @@ def selection(description: str, values: Sequence[Any], value: Any) -> widgets.Se
         value=value,
         description=description,
         continuous_update=True,
-        style={"description_width": "initial"},
+        style={"description_width": "80px"},  # one width, so the sliders line up
     )
 
 
@@ -85,7 +87,11 @@ def shape_trace(batch_size: int, seq_len: int, d_model: int, num_heads: int) -> 
     ]
 
 
-def _shape_table(batch_size: int, seq_len: int, d_model: int, num_heads: int) -> widgets.HTML:
+# Inline, so the table looks the same in JupyterLab and in the static book.
+TABLE_STYLE = "<style>.shape-table th, .shape-table td {padding: 2px 16px 2px 0; text-align: left}</style>"
+
+
+def _shape_table(batch_size: int, seq_len: int, d_model: int, num_heads: int, **shared: widgets.Widget) -> widgets.HTML:
     try:
         steps = shape_trace(batch_size, seq_len, d_model, num_heads)
     except ValueError as error:
@@ -93,7 +99,8 @@ def _shape_table(batch_size: int, seq_len: int, d_model: int, num_heads: int) ->
         return widgets.HTML(
             f"<p class='shape-error'><b>No split possible.</b> {html.escape(str(error))}: "
             f"d_k = {d_model} / {num_heads} is not an integer. "
-            f"Head counts up to 16 that divide {d_model}: {', '.join(map(str, divisors))}.</p>"
+            f"Head counts up to 16 that divide {d_model}: {', '.join(map(str, divisors))}.</p>",
+            **shared,
         )
     rows = "".join(
         f"<tr><td>{step}</td><td><code>{html.escape(code)}</code></td><td><code>{shape}</code></td></tr>"
@@ -103,7 +110,8 @@ def _shape_table(batch_size: int, seq_len: int, d_model: int, num_heads: int) ->
     return widgets.HTML(
         f"<p>d_k = {d_model} / {num_heads} = <b>{d_model // num_heads}</b>; "
         f"attention weights (B, h, T, T) in float32: {memory:,.2f} MiB</p>"
-        f"<table class='shape-table'><tr><th>step</th><th>code</th><th>shape</th></tr>{rows}</table>"
+        f"{TABLE_STYLE}<table class='shape-table'><tr><th>step</th><th>code</th><th>shape</th></tr>{rows}</table>",
+        **shared,
     )
 
 
@@ -120,4 +128,6 @@ def shape_explorer(
         selection("d_model", d_models, 512 if 512 in d_models else d_models[0]),
         selection("heads h", head_counts, 4 if 4 in head_counts else head_counts[0]),
     ]
-    return PrecomputedView(controls, _shape_table, "shape-explorer")
+    # One Layout and one Style for all leaves: each would otherwise be a model of its own in the page.
+    render = partial(_shape_table, layout=widgets.Layout(), style=HTMLStyle())
+    return PrecomputedView(controls, render, "shape-explorer")

@@ -1,0 +1,97 @@
+"""Notebook hygiene: what nbval cannot see.
+
+nbval compares fresh outputs with committed ones, so a notebook with unexecuted cells, or with
+outputs it never compares, passes vacuously. These checks close those gaps.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
+ALLOWED_TAGS = {"nbval-ignore-output", "hide-input", "hide-output", "remove-input", "remove-output"}
+MACHINE_PATH = re.compile(r"/(work|tmp|root|home|Users)/|site-packages|\.venv/")
+MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]{6,}")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [c["file"] for part in toc["parts"] for c in part["chapters"]]
+
+
+def code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+
+
+def output_text(output: nbformat.NotebookNode) -> str:
+    return output.get("text", "") + json.dumps(output.get("data", {}).get("text/plain", ""))
+
+
+def test_there_are_notebooks_and_the_toc_lists_exactly_them() -> None:
+    assert NOTEBOOKS, "no notebooks in chapters/"
+    listed = {f for f in toc_files() if f.startswith("chapters/")}
+    assert listed == {f"chapters/{nb.stem}" for nb in NOTEBOOKS}
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.stem)
+def nb(request: pytest.FixtureRequest) -> nbformat.NotebookNode:
+    return nbformat.read(request.param, as_version=4)
+
+
+def test_every_code_cell_ran_once_in_order(nb: nbformat.NotebookNode) -> None:
+    counts = [c.execution_count for c in code_cells(nb)]
+    assert None not in counts, "a code cell was never executed: nbval would pass it without checking"
+    assert counts == list(range(1, len(counts) + 1)), f"not executed top to bottom in one run: {counts}"
+
+
+def test_outputs_are_clean(nb: nbformat.NotebookNode) -> None:
+    for i, cell in enumerate(code_cells(nb)):
+        for output in cell.outputs:
+            assert output.output_type != "error", f"code cell {i} has an error output"
+            assert output.get("name") != "stderr", f"code cell {i} wrote to stderr: {output.text[:200]}"
+            text = output_text(output)
+            assert not MACHINE_PATH.search(text), f"code cell {i} shows a path of the build machine"
+            assert not MEMORY_ADDRESS.search(text), f"code cell {i} shows a memory address"
+
+
+def test_only_known_tags_and_no_magic_comments(nb: nbformat.NotebookNode) -> None:
+    for i, cell in enumerate(nb.cells):
+        tags = set(cell.metadata.get("tags", []))
+        assert tags <= ALLOWED_TAGS, f"cell {i} has tags {tags - ALLOWED_TAGS}"
+        assert "NBVAL" not in cell.source, f"cell {i}: use a cell tag, not an NBVAL comment"
+
+
+def test_most_outputs_are_compared(nb: nbformat.NotebookNode) -> None:
+    cells = code_cells(nb)
+    ignored = [c for c in cells if "nbval-ignore-output" in c.metadata.get("tags", [])]
+    with_output = [c for c in cells if c.outputs and c not in ignored]
+    assert len(ignored) <= 3, "only benchmark and environment cells may ignore their output"
+    assert len(with_output) >= len(cells) // 2, "most code cells should print what they prove"
+
+
+def test_every_widget_view_has_saved_state(nb: nbformat.NotebookNode) -> None:
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for i, cell in enumerate(code_cells(nb)):
+        for output in cell.outputs:
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            if view:
+                assert view["model_id"] in state, f"code cell {i}: the widget would render empty on the static page"
+
+
+def test_chapter_skeleton(nb: nbformat.NotebookNode) -> None:
+    headings = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines() if line.startswith("#")]
+    assert headings[0].startswith("# "), "the first heading is the chapter title"
+    assert "you will be able to" in nb.cells[0].source, "the first cell states what the reader will be able to do"
+    assert "## Summary" in headings and "## Exercises" in headings
+    assert sum(1 for c in nb.cells if "{exercise" in c.source) >= 2
+
+
+def test_notebooks_stay_lean() -> None:
+    for path in NOTEBOOKS:
+        assert path.stat().st_size < 3_000_000, f"{path.name} is {path.stat().st_size // 1000} kB"
