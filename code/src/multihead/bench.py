@@ -25,6 +25,8 @@ BUDGET = 1.10  # fused fwd+bwd / reference fwd+bwd, from COURSE.md
 
 @dataclass
 class Config:
+    """Sizes and timing of one benchmark run; the defaults are COURSE.md's budget case. Introduced in chapter 2."""
+
     batch_size: int = 4  # B
     seq_len: int = 512  # T
     d_model: int = 768
@@ -34,13 +36,15 @@ class Config:
 
 @dataclass
 class Result:
+    """Median milliseconds of one implementation. Introduced in chapter 2."""
+
     name: str
     forward_ms: float
     train_ms: float  # forward + backward
 
 
 def sdpa_reference(mha: MultiHeadAttention) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The module's own weights, projected and attended with no checks in between."""
+    """The module's own weights, projected and attended with no checks in between. Introduced in chapter 2."""
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         q, k, v = (split_heads(F.linear(x, W.weight, W.bias), mha.num_heads) for W in (mha.W_q, mha.W_k, mha.W_v))
@@ -51,7 +55,7 @@ def sdpa_reference(mha: MultiHeadAttention) -> Callable[[torch.Tensor], torch.Te
 
 
 def implementations(mha: MultiHeadAttention) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-    """Every implementation under test, all holding the same weights."""
+    """Every implementation under test, all holding the same weights. Introduced in chapter 2."""
     per_head = to_per_head(mha)
     torch_mha = to_torch(mha)
     return {
@@ -69,7 +73,7 @@ def _time(statement: Callable[[], object], min_run_time: float) -> float:
 
 
 def run(config: Config) -> list[Result]:
-    """Time every implementation, forward and forward+backward, on random input."""
+    """Time every implementation, forward and forward+backward, on random input. Introduced in chapter 2."""
     torch.manual_seed(0)
     mha = MultiHeadAttention(config.d_model, config.num_heads)
     x = torch.randn(config.batch_size, config.seq_len, config.d_model, requires_grad=True)
@@ -88,7 +92,7 @@ def run(config: Config) -> list[Result]:
 
 
 def report(config: Config, results: list[Result]) -> str:
-    """A table of times and ratios against the first result."""
+    """A table of times and ratios against the first result. Introduced in chapter 2."""
     ref = results[0]
     lines = [
         f"B={config.batch_size}, T={config.seq_len}, d_model={config.d_model}, h={config.num_heads}; "
@@ -104,6 +108,7 @@ def report(config: Config, results: list[Result]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: print the table; with --check, exit 1 over budget. Introduced in chapter 2."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name, default in vars(Config()).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)

@@ -18,7 +18,7 @@ SPLIT_CASES = [(4, 16, 512, 4), (2, 5, 12, 3), (1, 7, 8, 8), (3, 1, 6, 1)]  # (B
 
 @dataclass
 class CheckReport:
-    """The outcome of one checker: how many cases passed and what went wrong."""
+    """The outcome of one checker: how many cases passed and what went wrong. Introduced in chapter 2."""
 
     name: str
     passed: int = 0

@@ -17,7 +17,7 @@ from .heads import head_dim, merge_heads, split_heads
 from .masks import check_mask, guard_empty_rows
 
 
-def check_inputs(
+def _check_inputs(
     x: torch.Tensor, context: torch.Tensor | None, mask: torch.Tensor | None, d_model: int, num_heads: int
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Validate x (B, T_q, d_model), context (B, T_k, d_model) and mask; return (context, mask (B, h, T_q, T_k))."""
@@ -55,7 +55,7 @@ class MultiHeadAttention(nn.Module):
         return_attention: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """x (B, T_q, d_model), context (B, T_k, d_model) or None for self-attention -> (B, T_q, d_model)."""
-        context, mask = check_inputs(x, context, mask, self.d_model, self.num_heads)
+        context, mask = _check_inputs(x, context, mask, self.d_model, self.num_heads)
         dropout = self.dropout if self.training else 0.0
         # 1) project
         q, k, v = self.W_q(x), self.W_k(context), self.W_v(context)  # (B, T_q, d_model), (B, T_k, d_model) x 2
@@ -65,7 +65,7 @@ class MultiHeadAttention(nn.Module):
         if return_attention:
             heads, attn = scaled_dot_product_attention(q, k, v, mask, dropout=dropout)  # (B, h, T_q, d_k)
         else:
-            heads = fused_attention(q, k, v, mask, dropout)  # (B, h, T_q, d_k)
+            heads = _fused_attention(q, k, v, mask, dropout)  # (B, h, T_q, d_k)
         # 4) merge heads
         out = merge_heads(heads)  # (B, T_q, d_model)
         # 5) mix with W_o
@@ -73,7 +73,7 @@ class MultiHeadAttention(nn.Module):
         return (out, attn) if return_attention else out
 
 
-def fused_attention(
+def _fused_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout: float
 ) -> torch.Tensor:
     """F.scaled_dot_product_attention with the package's rule for fully masked rows (zero output)."""
@@ -124,7 +124,7 @@ class PerHeadAttention(nn.Module):
         return_attention: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Same contract as MultiHeadAttention.forward, one head at a time."""
-        context, mask = check_inputs(x, context, mask, self.d_model, self.num_heads)
+        context, mask = _check_inputs(x, context, mask, self.d_model, self.num_heads)
         dropout = self.dropout if self.training else 0.0
         results = [
             head(x, context, None if mask is None else mask[:, i : i + 1], dropout)  # (B, T_q, d_k), (B, T_q, T_k)
@@ -137,7 +137,7 @@ class PerHeadAttention(nn.Module):
         return out, torch.stack([attn for _, attn in results], dim=1)  # (B, h, T_q, T_k)
 
 
-PROJECTIONS = ("W_q", "W_k", "W_v")
+_PROJECTIONS = ("W_q", "W_k", "W_v")
 
 
 def to_per_head(mha: MultiHeadAttention) -> PerHeadAttention:
@@ -148,7 +148,7 @@ def to_per_head(mha: MultiHeadAttention) -> PerHeadAttention:
     with torch.no_grad():
         for i, head in enumerate(per_head.heads):
             rows = slice(i * d_k, (i + 1) * d_k)  # output features of head i
-            for name in PROJECTIONS:
+            for name in _PROJECTIONS:
                 fused, small = getattr(mha, name), getattr(head, name)
                 small.weight.copy_(fused.weight[rows])  # (d_k, d_model)
                 if bias:
@@ -163,7 +163,7 @@ def from_per_head(per_head: PerHeadAttention) -> MultiHeadAttention:
     mha = MultiHeadAttention(per_head.d_model, per_head.num_heads, bias=bias, dropout=per_head.dropout)
     mha = mha.to(per_head.W_o.weight)
     with torch.no_grad():
-        for name in PROJECTIONS:
+        for name in _PROJECTIONS:
             smalls = [getattr(head, name) for head in per_head.heads]
             getattr(mha, name).weight.copy_(torch.cat([s.weight for s in smalls]))  # (d_model, d_model)
             if bias:
@@ -180,10 +180,10 @@ def to_torch(mha: MultiHeadAttention) -> nn.MultiheadAttention:
         mha.d_model, mha.num_heads, dropout=mha.dropout, bias=bias, batch_first=True, device=ref.device, dtype=ref.dtype
     )
     with torch.no_grad():
-        torch_mha.in_proj_weight.copy_(torch.cat([getattr(mha, n).weight for n in PROJECTIONS]))  # (3 d_model, d_model)
+        torch_mha.in_proj_weight.copy_(torch.cat([getattr(mha, n).weight for n in _PROJECTIONS]))  # (3 d_model, d_model)
         torch_mha.out_proj.weight.copy_(mha.W_o.weight)
         if bias:
-            torch_mha.in_proj_bias.copy_(torch.cat([getattr(mha, n).bias for n in PROJECTIONS]))  # (3 d_model,)
+            torch_mha.in_proj_bias.copy_(torch.cat([getattr(mha, n).bias for n in _PROJECTIONS]))  # (3 d_model,)
             torch_mha.out_proj.bias.copy_(mha.W_o.bias)
     return torch_mha
 
@@ -201,11 +201,11 @@ def from_torch(module: nn.MultiheadAttention) -> MultiHeadAttention:
     ref = module.in_proj_weight
     mha = MultiHeadAttention(module.embed_dim, module.num_heads, bias=bias, dropout=module.dropout).to(ref)
     with torch.no_grad():
-        for name, weight in zip(PROJECTIONS, module.in_proj_weight.chunk(3)):
+        for name, weight in zip(_PROJECTIONS, module.in_proj_weight.chunk(3)):
             getattr(mha, name).weight.copy_(weight)  # (d_model, d_model)
         mha.W_o.weight.copy_(module.out_proj.weight)
         if bias:
-            for name, b in zip(PROJECTIONS, module.in_proj_bias.chunk(3)):
+            for name, b in zip(_PROJECTIONS, module.in_proj_bias.chunk(3)):
                 getattr(mha, name).bias.copy_(b)  # (d_model,)
             mha.W_o.bias.copy_(module.out_proj.bias)
     return mha

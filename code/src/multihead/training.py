@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .data import generator
+from .data import IGNORE, generator
+from .module import MultiHeadAttention
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -37,3 +39,40 @@ def train(
         losses.append(loss.item())
     model.eval()
     return losses
+
+
+class TinyAttentionModel(nn.Module):
+    """Embeddings, one multi-head attention layer with a residual, and an MLP readout. Introduced in chapter 1.
+
+    For a fixed d_model, the parameter count does not depend on num_heads.
+    """
+
+    def __init__(self, vocab_size: int, seq_len: int, d_model: int, num_heads: int) -> None:
+        super().__init__()
+        self.token = nn.Embedding(vocab_size, d_model)
+        self.position = nn.Embedding(seq_len, d_model)
+        self.attention = MultiHeadAttention(d_model, num_heads)
+        self.norm = nn.LayerNorm(d_model)
+        self.readout = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, vocab_size))
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, T) -> (B, T, d_model)."""
+        return self.token(tokens) + self.position(torch.arange(tokens.shape[1], device=tokens.device))
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, T) -> logits (B, T, vocab_size)."""
+        x = self.embed(tokens)  # (B, T, d_model)
+        x = x + self.attention(x, mask=mask)  # (B, T, d_model)
+        return self.readout(self.norm(x))  # (B, T, vocab_size)
+
+
+def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over (B, T, V) logits and (B, T) targets; IGNORE targets are skipped. Introduced in chapter 1."""
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # (B*T, V) vs (B*T,)
+
+
+@torch.no_grad()
+def token_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Share of non-ignored positions whose arg-max prediction is right. Introduced in chapter 1."""
+    keep = targets != IGNORE
+    return (logits.argmax(-1)[keep] == targets[keep]).float().mean().item()
