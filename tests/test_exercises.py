@@ -1,7 +1,8 @@
 import torch
 
 from multihead import merge_heads, split_heads
-from multihead.exercises import check_head_rows, check_merge_heads, check_split_heads
+from multihead.data import IGNORE
+from multihead.exercises import check_head_rows, check_merge_heads, check_split_heads, check_task_targets
 
 
 def test_reference_solutions_pass() -> None:
@@ -38,3 +39,15 @@ def test_unfinished_and_crashing_functions_are_reported() -> None:
     assert "raised RuntimeError" in repr(check_split_heads(lambda x, h: x.view(-1, 7, 13)))
     assert "expected a tensor, got list" in repr(check_merge_heads(lambda x: [1]))
     assert "expected shape (4, 4, 16, 128), got (4, 16, 4, 128)" in repr(check_split_heads(lambda x, h: x.view(4, 16, 4, 128)))
+
+
+def task_targets(x: torch.Tensor, vocab_size: int, sign: int = -1, first: int = IGNORE) -> torch.Tensor:
+    y = torch.full_like(x, first)
+    y[:, 1:] = (x[:, :-1] + sign * x[:, :1]) % vocab_size
+    return y
+
+
+def test_task_targets_checker() -> None:
+    assert check_task_targets(task_targets).ok
+    assert "You added the first token" in repr(check_task_targets(lambda x, v: task_targets(x, v, sign=1)))
+    assert "Position 0 has no answer" in repr(check_task_targets(lambda x, v: task_targets(x, v, first=0)))

@@ -2,8 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from multihead.data import CAT_SENTENCE, generator, word_tokens
-from multihead.training import train
+from multihead import count_parameters
+from multihead.data import CAT_SENTENCE, IGNORE, first_minus_previous, generator, word_tokens
+from multihead.training import TinyAttentionModel, token_accuracy, token_loss, train
 
 
 def test_word_tokens() -> None:
@@ -28,3 +29,41 @@ def test_train_lowers_the_loss_and_is_seeded() -> None:
 def test_train_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="steps=0"):
         train(nn.Linear(1, 1), lambda rng: (torch.ones(1, 1), torch.ones(1, 1)), nn.functional.mse_loss, steps=0)
+
+
+def test_first_minus_previous_targets() -> None:
+    x, y = first_minus_previous(3, 6, 7, generator(0))
+    assert x.shape == y.shape == (3, 6) and x.max() < 7
+    assert (y[:, 0] == IGNORE).all()
+    for t in range(1, 6):
+        assert torch.equal(y[:, t], (x[:, t - 1] - x[:, 0]) % 7)
+    with pytest.raises(ValueError, match="seq_len >= 2"):
+        first_minus_previous(1, 1, 5, generator(0))
+
+
+@pytest.mark.parametrize("num_heads", [1, 2, 4])
+def test_tiny_model_shapes_and_equal_parameters(num_heads: int) -> None:
+    model = TinyAttentionModel(vocab_size=12, seq_len=10, d_model=32, num_heads=num_heads)
+    x, y = first_minus_previous(5, 10, 12, generator(0))
+    logits = model(x)
+    assert logits.shape == (5, 10, 12)
+    assert count_parameters(model) == count_parameters(TinyAttentionModel(12, 10, 32, 1))
+    loss = token_loss(logits, y)
+    torch.testing.assert_close(loss, nn.functional.cross_entropy(logits[:, 1:].flatten(0, 1), y[:, 1:].flatten()))
+
+
+def test_token_accuracy_skips_ignored_positions() -> None:
+    targets = torch.tensor([[IGNORE, 1, 2]])
+    logits = torch.zeros(1, 3, 3)
+    logits[0, 1, 1] = logits[0, 2, 0] = 1.0  # position 1 right, position 2 wrong
+    assert token_accuracy(logits, targets) == 0.5
+
+
+def test_four_heads_learn_the_two_role_task() -> None:
+    """The chapter 1 experiment in small: a four-head model learns (x[t-1] - x[0]) mod V."""
+    torch.manual_seed(0)
+    model = TinyAttentionModel(12, 10, 32, 4)
+    losses = train(model, lambda rng: first_minus_previous(64, 10, 12, rng), token_loss, steps=600, seed=0)
+    x, y = first_minus_previous(512, 10, 12, generator(99))
+    assert losses[-1] < 0.3 * losses[0]
+    assert token_accuracy(model(x), y) > 0.9

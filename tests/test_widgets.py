@@ -1,7 +1,7 @@
 import ipywidgets as widgets
 import pytest
 
-from multihead.widgets import PrecomputedView, selection, shape_explorer, shape_trace
+from multihead.widgets import PrecomputedView, image_view, selection, shape_explorer, shape_trace
 
 
 def test_shape_trace_of_running_example() -> None:
@@ -66,3 +66,13 @@ def test_precomputed_view_renders_each_combination_once() -> None:
     assert view.shown().value == "1z"
     view.controls[0].value = 2
     assert view.shown().value == "2z"
+
+
+def test_image_view_holds_one_png_per_state() -> None:
+    view = image_view([selection("h", [1, 4], 4), selection("seed", [0, 1, 2], 0)], lambda h, s: bytes([h, s]), "runs")
+    assert len(view.leaves) == 6
+    assert view.shown().value == bytes([4, 0]) and view.shown().format == "png"
+    view.controls[1].value = 2
+    assert view.shown().value == bytes([4, 2])
+    layouts = {leaf.layout.model_id for leaf in view.leaves.values()}
+    assert len(layouts) == 1, "leaves share one Layout model"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .data import IGNORE, first_minus_previous, generator
 from .heads import merge_heads, split_heads
 
 SPLIT_CASES = [(4, 16, 512, 4), (2, 5, 12, 3), (1, 7, 8, 8), (3, 1, 6, 1)]  # (B, T, d_model, h)
@@ -118,4 +119,26 @@ def check_head_rows(fn: Callable[[torch.Tensor, int, int], torch.Tensor]) -> Che
             if report.ok:  # the slice must reproduce head i of the fused projection
                 fused = split_heads(x @ W.T, h)[:, i]  # (B, T, d_k)
                 torch.testing.assert_close(x @ got.T, fused)
+    return report
+
+
+def check_task_targets(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> CheckReport:
+    """Check a reader's targets for chapter 1's task, (x[t-1] - x[0]) mod V. Introduced in chapter 1."""
+    report = CheckReport("task_targets")
+    for B, T, V in [(2, 10, 12), (3, 2, 5), (1, 7, 3)]:
+        x, want = first_minus_previous(B, T, V, generator(B * 100 + T))  # (B, T) each
+        got = _call(report, fn, x.clone(), V)
+        if not report.ok:
+            break
+
+        def hint(got: torch.Tensor, x: torch.Tensor = x, V: int = V, want: torch.Tensor = want) -> str:
+            if got[:, 0].ne(IGNORE).any():
+                return f"Position 0 has no answer: it should hold IGNORE ({IGNORE})."
+            if torch.equal(got[:, 1:], (x[:, :-1] + x[:, :1]) % V):
+                return "You added the first token; the task subtracts it."
+            if torch.equal(got[:, 1:], (x[:, :1] - x[:, :-1]) % V):
+                return "The order is swapped: previous token minus first token."
+            return "Compare position t with (x[:, t-1] - x[:, 0]) % vocab_size."
+
+        _compare(report, f"x {tuple(x.shape)}, V={V}", got, want, hint)
     return report

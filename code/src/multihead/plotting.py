@@ -21,6 +21,7 @@ def plot_attention(
     *,
     ax: Axes | None = None,
     title: str | None = None,
+    colorbar: bool = True,
 ) -> Axes:
     """Heatmap of one (T_q, T_k) weight matrix: query rows, key columns. Introduced in chapter 3."""
     if attn.dim() != 2:
@@ -29,7 +30,8 @@ def plot_attention(
     if ax is None:
         ax = Figure(figsize=(0.35 * T_k + 1.5, 0.35 * T_q + 1)).add_subplot()
     image = ax.imshow(attn.detach().float().cpu().numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
-    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     for axis, labels, n in ((ax.xaxis, key_labels, T_k), (ax.yaxis, query_labels, T_q)):
         if labels is not None:
             if len(labels) != n:
@@ -65,3 +67,22 @@ def figure_to_png(fig: Figure, dpi: int = 72) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
     return buffer.getvalue()
+
+
+def plot_loss_curves(curves: dict[str, Sequence[Sequence[float]]], *, window: int = 25, ax: Axes | None = None) -> Axes:
+    """Per-seed loss curves (thin) and their mean (thick), one colour per label. Introduced in chapter 1.
+
+    Each curve is smoothed with a moving average over `window` steps.
+    """
+    if ax is None:
+        ax = Figure(figsize=(6, 3.2), layout="constrained").add_subplot()
+    for colour, (label, runs) in zip(("C0", "C1", "C2", "C3", "C4", "C5"), curves.items()):
+        smooth = torch.tensor([list(run) for run in runs]).unfold(1, window, 1).mean(-1)  # (seeds, steps - window + 1)
+        steps = torch.arange(smooth.shape[1]) + window
+        for run in smooth:
+            ax.plot(steps, run, color=colour, alpha=0.3, linewidth=1)
+        mean_label = label if len(runs) == 1 else f"{label} (mean of {len(runs)})"
+        ax.plot(steps, smooth.mean(0), color=colour, linewidth=2.5, label=mean_label)
+    ax.set(xlabel="training step", ylabel="loss", ylim=(0, None))
+    ax.legend()
+    return ax

@@ -63,6 +63,12 @@ class PrecomputedView:
         return self.leaves[tuple(c.index for c in self.controls)]
 
 
+def image_view(controls: Sequence[widgets.Widget], render_png: Callable[..., bytes], css_class: str) -> PrecomputedView:
+    """A PrecomputedView whose leaves are PNG images from render_png(*values). Introduced in chapter 1."""
+    layout = widgets.Layout(max_width="100%")  # shared: one model for all leaves
+    return PrecomputedView(controls, lambda *values: widgets.Image(value=render_png(*values), format="png", layout=layout), css_class)
+
+
 def shape_trace(batch_size: int, seq_len: int, d_model: int, num_heads: int) -> list[tuple[str, str, tuple[int, ...]]]:
     """(step, code, shape) for every step of multi-head attention, run on 'meta' tensors. Introduced in chapter 2."""
     d_k = head_dim(d_model, num_heads)

@@ -1,0 +1,77 @@
+"""Every widget on every page responds in the browser without a kernel.
+
+Each widget builder gives its box a CSS class; WIDGETS lists them per page. For every slider in a
+widget, the test moves it one step with the keyboard and checks that what the widget displays
+changed: its visible text, or the bytes of its visible images (an image's src is a fresh blob:
+URL on every render, so the bytes are hashed in the page).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import HTML, SCREENSHOTS, PageLog
+from playwright.sync_api import Locator, Page, expect
+
+WIDGETS = {
+    "chapters/01_why_multiple_heads.html": ["run-viewer"],
+    "chapters/02_splitting_the_heads.html": ["shape-explorer"],
+}
+
+SIGNATURE = """async (root) => {
+  const parts = [];
+  for (const el of root.querySelectorAll('.widget-html-content, img')) {
+    if (!el.checkVisibility()) continue;
+    if (el.tagName === 'IMG') {
+      const bytes = await (await fetch(el.src)).arrayBuffer();
+      const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+      parts.push('img:' + Array.from(digest.slice(0, 8)).join('.'));
+    } else {
+      parts.push(el.innerText);
+    }
+  }
+  return parts.join(' | ');
+}"""
+
+
+def signature(root: Locator) -> str:
+    return root.evaluate(SIGNATURE)
+
+
+def wait_for_change(page: Page, root: Locator, before: str, timeout_ms: int = 5_000) -> str:
+    """Poll the widget's signature until it differs from `before`; fail after timeout_ms."""
+    for _ in range(timeout_ms // 100):
+        now = signature(root)
+        if now != before:
+            return now
+        page.wait_for_timeout(100)
+    raise AssertionError(f"the widget still shows the same content: {before[:200]}")
+
+
+def test_every_page_with_widgets_is_listed() -> None:
+    for page in HTML.glob("**/*.html"):
+        relative = page.relative_to(HTML).as_posix()
+        views = len(re.findall(r'type="application/vnd.jupyter.widget-view\+json"', page.read_text()))
+        assert views == len(WIDGETS.get(relative, [])), f"{relative} has {views} widget view(s); list them in WIDGETS"
+
+
+@pytest.mark.parametrize(("path", "hook"), [(p, h) for p, hooks in WIDGETS.items() for h in hooks])
+def test_each_slider_changes_what_is_shown(page: tuple[Page, PageLog], site: str, path: str, hook: str) -> None:
+    page, log = page
+    page.goto(f"{site}/{path}")
+    root = page.locator(f".{hook}")
+    expect(root).to_have_count(1, timeout=20_000)
+    expect(root.locator(".widget-html-content:visible, img:visible").first).to_be_visible(timeout=20_000)
+    sliders = root.locator(".widget-slider")
+    assert sliders.count() >= 1
+    for i in range(sliders.count()):
+        handle = sliders.nth(i).locator(".noUi-handle")
+        before = signature(root)
+        handle.focus()
+        at_end = handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax")
+        handle.press("ArrowLeft" if at_end else "ArrowRight")
+        wait_for_change(page, root, before)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    root.screenshot(path=SCREENSHOTS / f"{hook}.png")
+    assert not log.problems(), log.problems()
