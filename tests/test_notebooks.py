@@ -92,6 +92,14 @@ def test_chapter_skeleton(nb: nbformat.NotebookNode) -> None:
     assert sum(1 for c in nb.cells if "{exercise" in c.source) >= 2
 
 
+def test_lines_fit_the_page(nb: nbformat.NotebookNode) -> None:
+    """The rendered page shows about 80 characters of code or output; longer lines are cut off."""
+    for i, cell in enumerate(code_cells(nb)):
+        texts = [cell.source] + [o.text for o in cell.outputs if o.output_type == "stream"]
+        for line in "\n".join(texts).splitlines():
+            assert len(line) <= 80, f"code cell {i}: a line of {len(line)} characters: {line[:60]}..."
+
+
 def test_notebooks_stay_lean() -> None:
     for path in NOTEBOOKS:
         assert path.stat().st_size < 3_000_000, f"{path.name} is {path.stat().st_size // 1000} kB"

@@ -17,6 +17,7 @@ from playwright.sync_api import Locator, Page, expect
 WIDGETS = {
     "chapters/01_why_multiple_heads.html": ["run-viewer"],
     "chapters/02_splitting_the_heads.html": ["shape-explorer"],
+    "chapters/03_heads_in_parallel.html": ["head-viewer"],
 }
 
 SIGNATURE = """async (root) => {

@@ -54,7 +54,7 @@ def _compare(report: CheckReport, label: str, got: object, want: torch.Tensor, h
     elif got.shape != want.shape:
         report.fail(f"{label}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}")
     elif not torch.equal(got, want):
-        report.fail(f"{label}: the shape is right but the values are in the wrong places. {hint(got)}")
+        report.fail(f"{label}: the shape is right but the values differ. {hint(got)}")
     else:
         report.passed += 1
 
@@ -141,4 +141,58 @@ def check_task_targets(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> Check
             return "Compare position t with (x[:, t-1] - x[:, 0]) % vocab_size."
 
         _compare(report, f"x {tuple(x.shape)}, V={V}", got, want, hint)
+    return report
+
+
+def check_attention_weights(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> CheckReport:
+    """Check a reader's attention_weights(q, k) = softmax(q k^T / sqrt(d_k)) over keys. Introduced in chapter 3."""
+    report = CheckReport("attention_weights")
+    rng = generator(3)
+    for B, h, T_q, T_k, d_k in [(2, 4, 5, 5, 16), (1, 2, 3, 7, 64), (3, 1, 4, 2, 8)]:
+        q = torch.randn(B, h, T_q, d_k, generator=rng)  # (B, h, T_q, d_k)
+        k = torch.randn(B, h, T_k, d_k, generator=rng)  # (B, h, T_k, d_k)
+        got = _call(report, fn, q, k)
+        if not report.ok:
+            break
+        raw = q @ k.transpose(-2, -1)  # (B, h, T_q, T_k)
+        want = (raw / d_k**0.5).softmax(dim=-1)
+
+        def hint(got: torch.Tensor, raw: torch.Tensor = raw, d_k: int = d_k) -> str:
+            if torch.allclose(got, raw.softmax(dim=-1)):
+                return "The scores are not scaled: divide by sqrt(d_k) before the softmax."
+            if torch.allclose(got, (raw / d_k).softmax(dim=-1)):
+                return "You divided by d_k; divide by its square root."
+            if torch.allclose(got, (raw / d_k**0.5).softmax(dim=-2)):
+                return "The softmax runs over the query axis; it must run over the keys (dim=-1)."
+            if torch.allclose(got, raw / d_k**0.5):
+                return "These are the scaled scores; apply the softmax over the keys."
+            return "Compute softmax(q @ k.transpose(-2, -1) / sqrt(d_k), dim=-1)."
+
+        if isinstance(got, torch.Tensor) and got.shape == want.shape and torch.allclose(got, want, atol=1e-6):
+            report.passed += 1
+        else:
+            _compare(report, f"q {tuple(q.shape)}, k {tuple(k.shape)}", got, want, hint)
+    return report
+
+
+def check_causal_mask(fn: Callable[[int], torch.Tensor]) -> CheckReport:
+    """Check a reader's causal_mask(T): (T, T) booleans, True = may attend. Introduced in chapter 3."""
+    report = CheckReport("causal_mask")
+    for T in (1, 4, 9):
+        got = _call(report, fn, T)
+        if not report.ok:
+            break
+        want = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
+        if isinstance(got, torch.Tensor) and got.dtype != torch.bool:
+            report.fail(f"T={T}: expected a boolean mask, got dtype {got.dtype}; the convention is True = may attend")
+            break
+
+        def hint(got: torch.Tensor, want: torch.Tensor = want) -> str:
+            if torch.equal(got, ~want) or torch.equal(got, want.T):
+                return "This mask lets queries see the future. Query i may see keys 0..i: the lower triangle."
+            if torch.equal(got, want.tril(-1)):
+                return "The diagonal is False: a token may attend to itself."
+            return "Entry [i, j] is True when j <= i."
+
+        _compare(report, f"T={T}", got, want, hint)
     return report

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 from matplotlib.axes import Axes
+from PIL import Image
 from matplotlib.figure import Figure
 
 
@@ -22,14 +23,18 @@ def plot_attention(
     ax: Axes | None = None,
     title: str | None = None,
     colorbar: bool = True,
+    vmax: float | None = 1.0,
 ) -> Axes:
-    """Heatmap of one (T_q, T_k) weight matrix: query rows, key columns. Introduced in chapter 3."""
+    """Heatmap of one (T_q, T_k) weight matrix: query rows, key columns. Introduced in chapter 3.
+
+    The colour scale runs from 0 to `vmax`; None scales it to the largest weight shown.
+    """
     if attn.dim() != 2:
         raise ValueError(f"plot_attention takes one (T_q, T_k) matrix, got shape {tuple(attn.shape)}")
     T_q, T_k = attn.shape
     if ax is None:
         ax = Figure(figsize=(0.35 * T_k + 1.5, 0.35 * T_q + 1)).add_subplot()
-    image = ax.imshow(attn.detach().float().cpu().numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
+    image = ax.imshow(attn.detach().float().cpu().numpy(), cmap="viridis", vmin=0.0, vmax=vmax)
     if colorbar:
         ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     for axis, labels, n in ((ax.xaxis, key_labels, T_k), (ax.yaxis, query_labels, T_q)):
@@ -62,11 +67,18 @@ def plot_heads(attn: torch.Tensor, tokens: Sequence[str] | None = None, *, ncols
     return fig
 
 
-def figure_to_png(fig: Figure, dpi: int = 72) -> bytes:
-    """PNG bytes of a figure, for precomputed widget states. Introduced in chapter 2."""
+def figure_to_png(fig: Figure, dpi: int | None = None) -> bytes:
+    """Compact PNG bytes of a figure, for precomputed widget states. Introduced in chapter 1.
+
+    The image is reduced to a 256-colour palette: for plots and heatmaps this is about a third of
+    the size of matplotlib's RGBA output, and it keeps pages with many widget states light.
+    """
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
-    return buffer.getvalue()
+    fig.savefig(buffer, format="png", dpi=dpi or fig.dpi)
+    image = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    compact = io.BytesIO()
+    image.save(compact, format="png", optimize=True)
+    return compact.getvalue()
 
 
 def plot_loss_curves(curves: dict[str, Sequence[Sequence[float]]], *, window: int = 25, ax: Axes | None = None) -> Axes:
