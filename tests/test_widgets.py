@@ -45,7 +45,7 @@ def test_every_state_is_precomputed_and_linked_in_the_browser() -> None:
     explorer = shape_explorer()
     assert len(explorer.leaves) == 3 * 3 * 3 * 6
     # Each Stack level is driven by one control through a browser-side link.
-    stack = explorer.view.children[-1]
+    stack = explorer.view.children[-1]  # below the panel of controls
     for depth, control in enumerate(explorer.controls):
         assert isinstance(stack, widgets.Stack)
         assert any(link.source == (control, "index") and link.target == (stack, "selected_index") for link in explorer.links)

@@ -1,8 +1,8 @@
 """Every widget on every page responds in the browser without a kernel.
 
-Each widget builder gives its box a CSS class; WIDGETS lists them per page. For every slider in a
-widget, the test moves it one step with the keyboard and checks that what the widget displays
-changed: its visible text, or the bytes of its visible images (an image's src is a fresh blob:
+Each widget builder gives its box a CSS class; WIDGETS lists them per page. For every control in
+a widget, the test moves a slider one step with the keyboard, or clicks a toggle button that is
+not selected, and checks that what the widget displays changed: its visible text, or the bytes of its visible images (an image's src is a fresh blob:
 URL on every render, so the bytes are hashed in the page).
 """
 
@@ -18,6 +18,7 @@ WIDGETS = {
     "chapters/01_why_multiple_heads.html": ["run-viewer"],
     "chapters/02_splitting_the_heads.html": ["shape-explorer"],
     "chapters/03_heads_in_parallel.html": ["head-viewer"],
+    "chapters/04_concatenation_and_wo.html": ["head-switches"],
 }
 
 SIGNATURE = """async (root) => {
@@ -65,13 +66,18 @@ def test_each_slider_changes_what_is_shown(page: tuple[Page, PageLog], site: str
     expect(root).to_have_count(1, timeout=20_000)
     expect(root.locator(".widget-html-content:visible, img:visible").first).to_be_visible(timeout=20_000)
     sliders = root.locator(".widget-slider")
-    assert sliders.count() >= 1
+    toggles = root.locator(".widget-toggle-buttons")
+    assert sliders.count() + toggles.count() >= 1, "no control found"
     for i in range(sliders.count()):
         handle = sliders.nth(i).locator(".noUi-handle")
         before = signature(root)
         handle.focus()
         at_end = handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax")
         handle.press("ArrowLeft" if at_end else "ArrowRight")
+        wait_for_change(page, root, before)
+    for i in range(toggles.count()):
+        before = signature(root)
+        toggles.nth(i).locator("button:not(.mod-active)").first.click()
         wait_for_change(page, root, before)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     root.screenshot(path=SCREENSHOTS / f"{hook}.png")

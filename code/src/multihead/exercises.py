@@ -196,3 +196,33 @@ def check_causal_mask(fn: Callable[[int], torch.Tensor]) -> CheckReport:
 
         _compare(report, f"T={T}", got, want, hint)
     return report
+
+
+def check_head_term(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> CheckReport:
+    """Check a reader's head_term(heads, W_o_weight, i): head i's share of the output, bias excluded.
+
+    heads (B, h, T, d_k) and an nn.Linear weight (d_model, d_model); the answer is
+    heads[:, i] @ W_o_weight[:, i*d_k:(i+1)*d_k].T, shape (B, T, d_model). Introduced in chapter 4.
+    """
+    report = CheckReport("head_term")
+    rng = generator(4)
+    for B, h, T, d_k in [(2, 4, 5, 8), (1, 3, 2, 4)]:
+        heads = torch.randn(B, h, T, d_k, generator=rng)  # (B, h, T, d_k)
+        W = torch.randn(h * d_k, h * d_k, generator=rng)  # (out, in), as nn.Linear stores it
+        for i in (0, h - 1):
+            got = _call(report, fn, heads, W, i)
+            if not report.ok:
+                return report
+            block = slice(i * d_k, (i + 1) * d_k)
+            want = heads[:, i] @ W[:, block].T  # (B, T, d_k) @ (d_k, d_model) -> (B, T, d_model)
+
+            def hint(got: torch.Tensor, heads: torch.Tensor = heads, W: torch.Tensor = W, i: int = i) -> str:
+                if torch.allclose(got, heads[:, i] @ W[i * d_k : (i + 1) * d_k, :]):
+                    return "You took rows of the weight; nn.Linear stores (out, in), so head i meets columns."
+                return "Multiply head i by the columns of W_o.weight that read its block, transposed."
+
+            if isinstance(got, torch.Tensor) and got.shape == want.shape and torch.allclose(got, want, atol=1e-5):
+                report.passed += 1
+            else:
+                _compare(report, f"heads {tuple(heads.shape)}, head {i}", got, want, hint)
+    return report

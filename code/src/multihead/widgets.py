@@ -31,20 +31,37 @@ def selection(description: str, values: Sequence[Any], value: Any) -> widgets.Se
     )
 
 
+def toggle(description: str, on: bool = True) -> widgets.ToggleButtons:
+    """An on/off switch whose index drives a precomputed view. Introduced in chapter 4."""
+    return widgets.ToggleButtons(
+        options=[("on", True), ("off", False)],
+        value=on,
+        description=description,
+        style={"description_width": "50px", "button_width": "40px"},
+        layout=widgets.Layout(width="auto"),
+    )
+
+
 class PrecomputedView:
     """Controls above nested Stacks that hold render(*values) for every combination of values.
 
-    `view` is the box to display; `css_class` gives browser tests a stable hook.
-    Introduced in chapter 2.
+    `view` is the box to display; `css_class` gives browser tests a stable hook. The controls
+    stand in a column, or in a row when `row` is true. Introduced in chapter 2.
     """
 
     def __init__(
-        self, controls: Sequence[widgets.Widget], render: Callable[..., widgets.Widget], css_class: str
+        self,
+        controls: Sequence[widgets.Widget],
+        render: Callable[..., widgets.Widget],
+        css_class: str,
+        *,
+        row: bool = False,
     ) -> None:
         self.controls = list(controls)
         self.links: list[widgets.jslink] = []
         self.leaves: dict[tuple[int, ...], widgets.Widget] = {}
-        self.view = widgets.VBox([*self.controls, self._level(0, (), render)])
+        panel = widgets.HBox(self.controls) if row else widgets.VBox(self.controls)
+        self.view = widgets.VBox([panel, self._level(0, (), render)])
         self.view.add_class(css_class)
 
     def _level(self, depth: int, chosen: tuple[int, ...], render: Callable[..., widgets.Widget]) -> widgets.Widget:
@@ -63,10 +80,16 @@ class PrecomputedView:
         return self.leaves[tuple(c.index for c in self.controls)]
 
 
-def image_view(controls: Sequence[widgets.Widget], render_png: Callable[..., bytes], css_class: str) -> PrecomputedView:
+def image_view(
+    controls: Sequence[widgets.Widget], render_png: Callable[..., bytes], css_class: str, *, row: bool = False
+) -> PrecomputedView:
     """A PrecomputedView whose leaves are PNG images from render_png(*values). Introduced in chapter 1."""
     layout = widgets.Layout(max_width="100%")  # shared: one model for all leaves
-    return PrecomputedView(controls, lambda *values: widgets.Image(value=render_png(*values), format="png", layout=layout), css_class)
+
+    def leaf(*values: Any) -> widgets.Image:
+        return widgets.Image(value=render_png(*values), format="png", layout=layout)
+
+    return PrecomputedView(controls, leaf, css_class, row=row)
 
 
 def shape_trace(batch_size: int, seq_len: int, d_model: int, num_heads: int) -> list[tuple[str, str, tuple[int, ...]]]:
