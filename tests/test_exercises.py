@@ -1,3 +1,5 @@
+import re
+
 import torch
 
 from multihead import merge_heads, split_heads
@@ -51,3 +53,22 @@ def test_task_targets_checker() -> None:
     assert check_task_targets(task_targets).ok
     assert "You added the first token" in repr(check_task_targets(lambda x, v: task_targets(x, v, sign=1)))
     assert "Position 0 has no answer" in repr(check_task_targets(lambda x, v: task_targets(x, v, first=0)))
+
+
+def test_check_forward_passes_the_reference_and_catches_every_bug() -> None:
+    from multihead import bugs
+    from multihead.exercises import FORWARD_PROBES, check_forward
+
+    assert check_forward(lambda mha, x, mask: mha(x, mask=mask)).ok
+    failing = {}
+    for bug in bugs.ALL:
+        report = check_forward(bug)
+        assert not report.ok, bug.__name__
+        # (probe, kind of failure), numbers left out
+        failing[bug.__name__] = tuple(re.sub(r"[\d.]+\)?$", "", p) for p in report.problems)
+    # Each bug fails a different set of probes, or fails them differently: the report tells them apart.
+    assert len(set(failing.values())) == len(bugs.ALL), failing
+    assert [p.split(":")[0] for p in failing["scaled_by_sqrt_d_model"]] == ["4 heads", "4 heads, causal mask"]
+    assert any(p.startswith("one token") for p in failing["heads_merged_in_wrong_order"])
+    assert len(failing["residual_inside"]) == len(FORWARD_PROBES)
+    assert "output = correct output + x" in repr(check_forward(bugs.residual_inside))

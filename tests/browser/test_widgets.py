@@ -19,6 +19,7 @@ WIDGETS = {
     "chapters/02_splitting_the_heads.html": ["shape-explorer"],
     "chapters/03_heads_in_parallel.html": ["head-viewer"],
     "chapters/04_concatenation_and_wo.html": ["head-switches"],
+    "chapters/05_the_complete_module.html": ["module-calculator"],
 }
 
 SIGNATURE = """async (root) => {

@@ -13,6 +13,8 @@ import torch
 
 from .data import IGNORE, first_minus_previous, generator
 from .heads import merge_heads, split_heads
+from .masks import causal_mask
+from .module import MultiHeadAttention
 
 SPLIT_CASES = [(4, 16, 512, 4), (2, 5, 12, 3), (1, 7, 8, 8), (3, 1, 6, 1)]  # (B, T, d_model, h)
 
@@ -225,4 +227,50 @@ def check_head_term(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor
                 report.passed += 1
             else:
                 _compare(report, f"heads {tuple(heads.shape)}, head {i}", got, want, hint)
+    return report
+
+
+# Probes for check_forward: (name, d_model, num_heads, T, zero queries?, causal mask?)
+FORWARD_PROBES = [
+    ("one head", 16, 1, 5, False, False),
+    ("one token", 16, 4, 1, False, False),
+    ("4 heads", 16, 4, 5, False, False),
+    ("4 heads, zero queries", 16, 4, 5, True, False),
+    ("4 heads, causal mask", 16, 4, 5, False, True),
+]
+
+
+def check_forward(fn: Callable[..., torch.Tensor]) -> CheckReport:
+    """Compare a forward(mha, x, mask) with MultiHeadAttention on probes that isolate classic bugs.
+
+    The probes: one head (splitting and merging do nothing), one token (the softmax has one
+    key), zero queries (every score is 0, so scaling and the softmax axis cannot matter), and a
+    causal mask. The report lists, per probe, whether the output matched. Introduced in chapter 5.
+    """
+    report = CheckReport("forward")
+    rng = generator(5)
+    for name, d_model, h, T, zero_queries, causal in FORWARD_PROBES:
+        torch.manual_seed(0)
+        mha = MultiHeadAttention(d_model, h).eval()
+        if zero_queries:
+            with torch.no_grad():
+                mha.W_q.weight.zero_()
+                mha.W_q.bias.zero_()
+        x = torch.randn(2, T, d_model, generator=rng)  # (B, T, d_model)
+        mask = causal_mask(T) if causal else None
+        with torch.no_grad():
+            want = mha(x, mask=mask)
+            try:
+                got = fn(mha, x, mask)
+            except Exception as error:  # the reader's code may fail in any way; report it
+                report.fail(f"{name}: {type(error).__name__}: {str(error)[:28]}...")
+                continue
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            report.fail(f"{name}: expected shape {tuple(want.shape)}, got {getattr(got, 'shape', type(got))}")
+        elif torch.allclose(got, want, atol=1e-5):
+            report.passed += 1
+        elif torch.allclose(got - want, x, atol=1e-5):
+            report.fail(f"{name}: output = correct output + x")
+        else:
+            report.fail(f"{name}: wrong values (largest error {(got - want).abs().max():.3f})")
     return report

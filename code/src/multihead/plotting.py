@@ -98,3 +98,23 @@ def plot_loss_curves(curves: dict[str, Sequence[Sequence[float]]], *, window: in
     ax.set(xlabel="training step", ylabel="loss", ylim=(0, None))
     ax.legend()
     return ax
+
+
+def plot_flow(steps: Sequence[tuple[str, str]], *, title: str | None = None) -> Figure:
+    """A top-to-bottom chain of boxes, one per (operation, shape) step. Introduced in chapter 5."""
+    n = len(steps)
+    fig = Figure(figsize=(6.4, 0.62 * n + 0.4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set(xlim=(0, 10), ylim=(-n + 0.4, 0.8))
+    ax.axis("off")
+    for i, (operation, shape) in enumerate(steps):
+        y = -i
+        ax.text(3.2, y, operation, ha="center", va="center", fontsize=10,
+                bbox={"boxstyle": "round,pad=0.35", "facecolor": "#e8eef7", "edgecolor": "#4a6fa5"})
+        ax.text(6.6, y, shape, ha="left", va="center", fontsize=10, family="monospace")
+        if i < n - 1:
+            ax.annotate("", xy=(3.2, y - 0.68), xytext=(3.2, y - 0.32),
+                        arrowprops={"arrowstyle": "->", "color": "#4a6fa5"})
+    if title:
+        ax.set_title(title)
+    return fig

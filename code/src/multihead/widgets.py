@@ -16,7 +16,7 @@ import ipywidgets as widgets
 import torch
 from ipywidgets.widgets.widget_string import HTMLStyle
 
-from .counting import attention_memory_bytes
+from .counting import attention_memory_bytes, mha_flops, mha_parameters
 from .heads import head_dim, merge_heads, split_heads
 
 
@@ -160,3 +160,37 @@ def shape_explorer(
     # One Layout and one Style for all leaves: each would otherwise be a model of its own in the page.
     render = partial(_shape_table, layout=widgets.Layout(), style=HTMLStyle())
     return PrecomputedView(controls, render, "shape-explorer")
+
+
+def _module_card(d_model: int, num_heads: int, seq_len: int, **shared: widgets.Widget) -> widgets.HTML:
+    try:
+        params = mha_parameters(d_model, num_heads)
+    except ValueError as error:
+        return widgets.HTML(f"<p><b>Not a valid layer.</b> {html.escape(str(error))}.</p>", **shared)
+    flops = mha_flops(1, seq_len, d_model, num_heads)
+    projections = flops["q_proj"] + flops["k_proj"] + flops["v_proj"] + flops["out_proj"]
+    memory = attention_memory_bytes(1, num_heads, seq_len) / 2**20
+    rows = [
+        ("d_k = d_model / h", f"{d_model // num_heads}"),
+        ("parameters, 4 d_model² + 4 d_model", f"{params:,}"),
+        (f"FLOPs for one sequence of {seq_len} tokens", f"{flops['total']:,}"),
+        ("  of which the four projections", f"{projections / flops['total']:.0%}"),
+        ("attention weights (h, T, T), float32", f"{memory:,.1f} MiB"),
+    ]
+    body = "".join(f"<tr><td>{name}</td><td style='text-align: right'>{value}</td></tr>" for name, value in rows)
+    return widgets.HTML(f"{TABLE_STYLE}<table class='shape-table'>{body}</table>", **shared)
+
+
+def module_calculator(
+    d_models: Sequence[int] = (256, 512, 768, 1024, 4096),
+    head_counts: Sequence[int] = (1, 2, 4, 8, 12, 16, 32),
+    seq_lens: Sequence[int] = (128, 1024, 8192),
+) -> PrecomputedView:
+    """Pick d_model, h and T; see d_k, parameters, FLOPs and attention memory. Introduced in chapter 5."""
+    controls = [
+        selection("d_model", d_models, 768 if 768 in d_models else d_models[0]),
+        selection("heads h", head_counts, 12 if 12 in head_counts else head_counts[0]),
+        selection("tokens T", seq_lens, 1024 if 1024 in seq_lens else seq_lens[0]),
+    ]
+    render = partial(_module_card, layout=widgets.Layout(), style=HTMLStyle())
+    return PrecomputedView(controls, render, "module-calculator")
