@@ -72,3 +72,11 @@ def test_check_forward_passes_the_reference_and_catches_every_bug() -> None:
     assert any(p.startswith("one token") for p in failing["heads_merged_in_wrong_order"])
     assert len(failing["residual_inside"]) == len(FORWARD_PROBES)
     assert "output = correct output + x" in repr(check_forward(bugs.residual_inside))
+
+
+def test_previous_token_checker() -> None:
+    from multihead.exercises import check_previous_token_score
+
+    assert check_previous_token_score(lambda a: a.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(0, 2))).ok
+    above = check_previous_token_score(lambda a: a.diagonal(offset=1, dim1=-2, dim2=-1).mean(dim=(0, 2)))
+    assert "above the diagonal" in repr(above)

@@ -67,3 +67,51 @@ def test_four_heads_learn_the_two_role_task() -> None:
     x, y = first_minus_previous(512, 10, 12, generator(99))
     assert losses[-1] < 0.3 * losses[0]
     assert token_accuracy(model(x), y) > 0.9
+
+
+def test_story_sentences_and_vocabulary() -> None:
+    from multihead.data import Vocabulary, next_token_windows, story_sentences
+
+    sentences = story_sentences(50, generator(0))
+    assert sentences == story_sentences(50, generator(0)) and len(set(sentences)) > 30
+    vocab = Vocabulary.from_sentences(sentences)
+    ids = vocab.encode(sentences[0])
+    assert " ".join(vocab.decode(ids)) == sentences[0].lower()
+    with pytest.raises(ValueError, match="not in the vocabulary: \\['zebra'\\]"):
+        vocab.encode("the zebra")
+    stream = vocab.encode(" ".join(sentences))
+    x, y = next_token_windows(stream, 4, 8, generator(1))
+    assert x.shape == y.shape == (4, 8)
+    assert torch.equal(x[:, 1:], y[:, :-1])  # y is x shifted by one token
+
+
+def test_head_mask_removes_exactly_one_term() -> None:
+    from multihead import MultiHeadAttention, merge_heads, scaled_dot_product_attention, split_heads
+
+    mha = MultiHeadAttention(16, 4).eval()
+    x = torch.randn(2, 5, 16)
+    keep = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    q, k, v = (split_heads(W(x), 4) for W in (mha.W_q, mha.W_k, mha.W_v))
+    heads, _ = scaled_dot_product_attention(q, k, v)
+    heads[:, 1] = 0.0
+    torch.testing.assert_close(mha(x, head_mask=keep), mha.W_o(merge_heads(heads)))
+    torch.testing.assert_close(mha(x, head_mask=keep, return_attention=True)[0], mha(x, head_mask=keep))
+    with pytest.raises(ValueError, match=r"head_mask must have shape \(num_heads=4,\), got \(3,\)"):
+        mha(x, head_mask=torch.ones(3))
+
+
+def test_ablation_and_pruning_agree() -> None:
+    from multihead.analysis import ablation_losses, head_profile, pruning_curve, uniform_causal
+
+    torch.manual_seed(0)
+    model = TinyAttentionModel(10, 6, 16, 4, causal=True)
+    x = torch.randint(10, (8, 6))
+    y = torch.randint(10, (8, 6))
+    increase = ablation_losses(model, x, y)
+    curve = pruning_curve(model, x, y, [2])
+    torch.testing.assert_close(torch.tensor(curve[1] - curve[0]), increase[2])
+    profile = head_profile(uniform_causal(6).expand(8, 4, 6, 6), {"all": torch.ones(8, 6, dtype=torch.bool)})
+    torch.testing.assert_close(profile["all"], torch.ones(4))
+    torch.testing.assert_close(profile["first token"], profile["same position"])  # even spread: equal
+    attn = model.attention_weights(x)
+    assert attn.shape == (8, 4, 6, 6) and (attn.triu(1) == 0).all()  # causal

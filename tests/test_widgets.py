@@ -1,7 +1,7 @@
 import ipywidgets as widgets
 import pytest
 
-from multihead.widgets import PrecomputedView, image_view, selection, shape_explorer, shape_trace
+from multihead.widgets import PrecomputedView, choice, image_view, selection, shape_explorer, shape_trace, toggle
 
 
 def test_shape_trace_of_running_example() -> None:
@@ -76,3 +76,12 @@ def test_image_view_holds_one_png_per_state() -> None:
     assert view.shown().value == bytes([4, 2])
     layouts = {leaf.layout.model_id for leaf in view.leaves.values()}
     assert len(layouts) == 1, "leaves share one Layout model"
+
+
+def test_dropdown_and_toggle_controls_drive_the_view() -> None:
+    view = PrecomputedView([choice("s", ["a long sentence", "another"], "another"), toggle("on")], lambda s, on: widgets.HTML(f"{s}|{on}"), "d")
+    assert view.shown().value == "another|True"
+    view.controls[0].value = "a long sentence"
+    view.controls[1].value = False
+    assert view.shown().value == "a long sentence|False"
+    assert len(view.links) == 1 + 2  # one Stack for the dropdown, one per dropdown choice for the toggle

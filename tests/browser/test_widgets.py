@@ -1,8 +1,8 @@
 """Every widget on every page responds in the browser without a kernel.
 
 Each widget builder gives its box a CSS class; WIDGETS lists them per page. For every control in
-a widget, the test moves a slider one step with the keyboard, or clicks a toggle button that is
-not selected, and checks that what the widget displays changed: its visible text, or the bytes of its visible images (an image's src is a fresh blob:
+a widget, the test moves a slider one step with the keyboard, clicks a toggle button that is not
+selected, or picks the next dropdown option, and checks that what the widget displays changed: its visible text, or the bytes of its visible images (an image's src is a fresh blob:
 URL on every render, so the bytes are hashed in the page).
 """
 
@@ -20,6 +20,7 @@ WIDGETS = {
     "chapters/03_heads_in_parallel.html": ["head-viewer"],
     "chapters/04_concatenation_and_wo.html": ["head-switches"],
     "chapters/05_the_complete_module.html": ["module-calculator"],
+    "chapters/06_what_the_heads_learn.html": ["learned-heads"],
 }
 
 SIGNATURE = """async (root) => {
@@ -68,7 +69,8 @@ def test_each_slider_changes_what_is_shown(page: tuple[Page, PageLog], site: str
     expect(root.locator(".widget-html-content:visible, img:visible").first).to_be_visible(timeout=20_000)
     sliders = root.locator(".widget-slider")
     toggles = root.locator(".widget-toggle-buttons")
-    assert sliders.count() + toggles.count() >= 1, "no control found"
+    dropdowns = root.locator(".widget-dropdown select")
+    assert sliders.count() + toggles.count() + dropdowns.count() >= 1, "no control found"
     for i in range(sliders.count()):
         handle = sliders.nth(i).locator(".noUi-handle")
         before = signature(root)
@@ -79,6 +81,12 @@ def test_each_slider_changes_what_is_shown(page: tuple[Page, PageLog], site: str
     for i in range(toggles.count()):
         before = signature(root)
         toggles.nth(i).locator("button:not(.mod-active)").first.click()
+        wait_for_change(page, root, before)
+    for i in range(dropdowns.count()):
+        before = signature(root)
+        select = dropdowns.nth(i)
+        current = select.evaluate("s => s.selectedIndex")
+        select.select_option(index=(current + 1) % select.locator("option").count())
         wait_for_change(page, root, before)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     root.screenshot(path=SCREENSHOTS / f"{hook}.png")

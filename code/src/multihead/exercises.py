@@ -274,3 +274,27 @@ def check_forward(fn: Callable[..., torch.Tensor]) -> CheckReport:
         else:
             report.fail(f"{name}: wrong values (largest error {(got - want).abs().max():.3f})")
     return report
+
+
+def check_previous_token_score(fn: Callable[[torch.Tensor], torch.Tensor]) -> CheckReport:
+    """Check a reader's previous_token_score(attn): mean weight on key t-1 per head, (h,). Introduced in chapter 6."""
+    report = CheckReport("previous_token_score")
+    rng = generator(6)
+    for B, h, T in [(3, 4, 6), (1, 2, 3)]:
+        attn = torch.rand(B, h, T, T, generator=rng).tril().softmax(dim=-1)  # (B, h, T, T)
+        got = _call(report, fn, attn)
+        if not report.ok:
+            break
+        t = torch.arange(1, T)
+        want = attn[:, :, t, t - 1].mean(dim=(0, 2))  # (h,)
+
+        def hint(got: torch.Tensor, attn: torch.Tensor = attn, t: torch.Tensor = t) -> str:
+            if torch.allclose(got, attn[:, :, t - 1, t].mean(dim=(0, 2))):
+                return "You read above the diagonal: query t, key t-1 is attn[..., t, t-1]."
+            return "Average attn[b, i, t, t-1] over b and t >= 1, separately for each head i."
+
+        if isinstance(got, torch.Tensor) and got.shape == want.shape and torch.allclose(got, want, atol=1e-6):
+            report.passed += 1
+        else:
+            _compare(report, f"attn {tuple(attn.shape)}", got, want, hint)
+    return report

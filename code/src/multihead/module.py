@@ -53,9 +53,16 @@ class MultiHeadAttention(nn.Module):
         context: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         return_attention: bool = False,
+        head_mask: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T_q, d_model), context (B, T_k, d_model) or None for self-attention -> (B, T_q, d_model)."""
+        """x (B, T_q, d_model), context (B, T_k, d_model) or None for self-attention -> (B, T_q, d_model).
+
+        `head_mask` (h,) scales each head's output before the merge: 0 switches a head off
+        (chapter 6's ablations).
+        """
         context, mask = _check_inputs(x, context, mask, self.d_model, self.num_heads)
+        if head_mask is not None and head_mask.shape != (self.num_heads,):
+            raise ValueError(f"head_mask must have shape (num_heads={self.num_heads},), got {tuple(head_mask.shape)}")
         dropout = self.dropout if self.training else 0.0
         # 1) project
         q, k, v = self.W_q(x), self.W_k(context), self.W_v(context)  # (B, T_q, d_model), (B, T_k, d_model) x 2
@@ -66,6 +73,8 @@ class MultiHeadAttention(nn.Module):
             heads, attn = scaled_dot_product_attention(q, k, v, mask, dropout=dropout)  # (B, h, T_q, d_k)
         else:
             heads = _fused_attention(q, k, v, mask, dropout)  # (B, h, T_q, d_k)
+        if head_mask is not None:
+            heads = heads * head_mask[:, None, None]  # (B, h, T_q, d_k) * (h, 1, 1)
         # 4) merge heads
         out = merge_heads(heads)  # (B, T_q, d_model)
         # 5) mix with W_o

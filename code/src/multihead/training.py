@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import IGNORE, generator
+from .masks import causal_mask
 from .module import MultiHeadAttention
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -47,8 +48,9 @@ class TinyAttentionModel(nn.Module):
     For a fixed d_model, the parameter count does not depend on num_heads.
     """
 
-    def __init__(self, vocab_size: int, seq_len: int, d_model: int, num_heads: int) -> None:
+    def __init__(self, vocab_size: int, seq_len: int, d_model: int, num_heads: int, *, causal: bool = False) -> None:
         super().__init__()
+        self.causal = causal  # a language model: position t sees tokens 0..t only
         self.token = nn.Embedding(vocab_size, d_model)
         self.position = nn.Embedding(seq_len, d_model)
         self.attention = MultiHeadAttention(d_model, num_heads)
@@ -59,11 +61,21 @@ class TinyAttentionModel(nn.Module):
         """tokens (B, T) -> (B, T, d_model)."""
         return self.token(tokens) + self.position(torch.arange(tokens.shape[1], device=tokens.device))
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """tokens (B, T) -> logits (B, T, vocab_size)."""
+    def attention_mask(self, tokens: torch.Tensor) -> torch.Tensor | None:
+        """The causal mask for these tokens, or None."""
+        return causal_mask(tokens.shape[1], device=tokens.device) if self.causal else None
+
+    def forward(self, tokens: torch.Tensor, head_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, T) -> logits (B, T, vocab_size); head_mask (h,) switches heads off."""
         x = self.embed(tokens)  # (B, T, d_model)
-        x = x + self.attention(x, mask=mask)  # (B, T, d_model)
+        x = x + self.attention(x, mask=self.attention_mask(tokens), head_mask=head_mask)  # (B, T, d_model)
         return self.readout(self.norm(x))  # (B, T, vocab_size)
+
+    def attention_weights(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, T) -> the layer's attention weights (B, h, T, T)."""
+        with torch.no_grad():
+            _, attn = self.attention(self.embed(tokens), mask=self.attention_mask(tokens), return_attention=True)
+        return attn
 
 
 def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

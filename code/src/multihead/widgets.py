@@ -31,6 +31,17 @@ def selection(description: str, values: Sequence[Any], value: Any) -> widgets.Se
     )
 
 
+def choice(description: str, values: Sequence[Any], value: Any) -> widgets.Dropdown:
+    """A dropdown over a fixed list, for long labels such as sentences. Introduced in chapter 6."""
+    return widgets.Dropdown(
+        options=[(str(v), v) for v in values],
+        value=value,
+        description=description,
+        style={"description_width": "80px"},
+        layout=widgets.Layout(width="max-content"),
+    )
+
+
 def toggle(description: str, on: bool = True) -> widgets.ToggleButtons:
     """An on/off switch whose index drives a precomputed view. Introduced in chapter 4."""
     return widgets.ToggleButtons(
