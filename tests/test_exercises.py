@@ -80,3 +80,11 @@ def test_previous_token_checker() -> None:
     assert check_previous_token_score(lambda a: a.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(0, 2))).ok
     above = check_previous_token_score(lambda a: a.diagonal(offset=1, dim1=-2, dim2=-1).mean(dim=(0, 2)))
     assert "above the diagonal" in repr(above)
+
+
+def test_favourite_keys_checker() -> None:
+    from multihead.exercises import check_favourite_keys
+
+    assert check_favourite_keys(lambda q, k: len((q @ k.T).argmax(dim=-1).unique())).ok
+    wrong_axis = check_favourite_keys(lambda q, k: len((q @ k.T).argmax(dim=0).unique()))
+    assert not wrong_axis.ok and "arg-max over keys" in repr(wrong_axis)

@@ -21,6 +21,7 @@ WIDGETS = {
     "chapters/04_concatenation_and_wo.html": ["head-switches"],
     "chapters/05_the_complete_module.html": ["module-calculator"],
     "chapters/06_what_the_heads_learn.html": ["learned-heads"],
+    "chapters/07_how_many_heads.html": ["sweep-viewer"],
 }
 
 SIGNATURE = """async (root) => {

@@ -298,3 +298,24 @@ def check_previous_token_score(fn: Callable[[torch.Tensor], torch.Tensor]) -> Ch
         else:
             _compare(report, f"attn {tuple(attn.shape)}", got, want, hint)
     return report
+
+
+def check_favourite_keys(fn: Callable[[torch.Tensor, torch.Tensor], int]) -> CheckReport:
+    """Check a reader's count_favourite_keys(q, k): distinct arg-max keys over queries. Introduced in chapter 7."""
+    report = CheckReport("count_favourite_keys")
+    rng = generator(7)
+    for T_q, T_k, d_k in [(16, 16, 1), (8, 12, 4), (5, 3, 2)]:
+        q, k = torch.randn(T_q, d_k, generator=rng), torch.randn(T_k, d_k, generator=rng)
+        got = _call(report, fn, q, k)
+        if not report.ok:
+            break
+        scores = q @ k.T  # (T_q, T_k)
+        want = len(scores.argmax(dim=-1).unique())
+        if got == want:
+            report.passed += 1
+        elif got == len(scores.argmax(dim=0).unique()):
+            report.fail(f"q {tuple(q.shape)}, k {tuple(k.shape)}: you took each key's favourite query; "
+                        "take the arg-max over keys (dim=-1)")
+        else:
+            report.fail(f"q {tuple(q.shape)}, k {tuple(k.shape)}: expected {want}, got {got}")
+    return report
