@@ -6,6 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard chapters/*.ipynb))
 CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser || command -v google-chrome)
+# Jupyter Book re-reads a notebook only when the notebook changes, and its execution cache is keyed
+# on the notebook's code alone. A change to the package must re-execute the notebooks too, so both
+# the doctrees and the cache are cleared when a package file is newer than the last build.
+CACHE_STAMP := _build/.package-stamp
+PACKAGE_SOURCES := $(shell find code/src -name '*.py')
 
 .PHONY: help install book test test-unit test-nbval test-book test-browser execute lab bench clean
 
@@ -24,7 +29,11 @@ $(STAMP): requirements.txt code/pyproject.toml
 
 install: $(STAMP)
 
-book: $(STAMP)
+$(CACHE_STAMP): $(PACKAGE_SOURCES)
+	rm -rf _build/.jupyter_cache _build/.doctrees
+	@mkdir -p _build && touch $@
+
+book: $(STAMP) $(CACHE_STAMP)
 	$(BIN)/jupyter-book build .
 	@echo "The book is in _build/html/index.html"
 
@@ -42,7 +51,7 @@ test-unit: $(STAMP)
 test-nbval: $(STAMP)
 	$(BIN)/python -m pytest --nbval $(NOTEBOOKS)
 
-test-book: $(STAMP)
+test-book: $(STAMP) $(CACHE_STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 # Without a browser the step says plainly that it skipped; under CI (CI=true) that is a failure.
