@@ -88,3 +88,11 @@ def test_favourite_keys_checker() -> None:
     assert check_favourite_keys(lambda q, k: len((q @ k.T).argmax(dim=-1).unique())).ok
     wrong_axis = check_favourite_keys(lambda q, k: len((q @ k.T).argmax(dim=0).unique()))
     assert not wrong_axis.ok and "arg-max over keys" in repr(wrong_axis)
+
+
+def test_key_padding_mask_checker() -> None:
+    from multihead.exercises import check_key_padding_mask
+
+    assert check_key_padding_mask(lambda lengths, T: torch.arange(T)[None] >= torch.tensor(lengths)[:, None]).ok
+    inverted = check_key_padding_mask(lambda lengths, T: torch.arange(T)[None] < torch.tensor(lengths)[:, None])
+    assert "inverted" in repr(inverted)

@@ -22,6 +22,7 @@ WIDGETS = {
     "chapters/05_the_complete_module.html": ["module-calculator"],
     "chapters/06_what_the_heads_learn.html": ["learned-heads"],
     "chapters/07_how_many_heads.html": ["sweep-viewer"],
+    "chapters/08_pytorch_in_practice.html": ["torch-options"],
 }
 
 SIGNATURE = """async (root) => {

@@ -8,7 +8,6 @@ when the fused module's forward+backward exceeds the budget ratio.
 from __future__ import annotations
 
 import argparse
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,6 +53,20 @@ def sdpa_reference(mha: MultiHeadAttention) -> Callable[[torch.Tensor], torch.Te
     return forward
 
 
+def einsum_attention(mha: MultiHeadAttention) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The module's weights, with heads and attention written as einsum. Introduced in chapter 8."""
+    h, d_k = mha.num_heads, mha.head_dim
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        B, T, d_model = x.shape
+        q, k, v = (W(x).view(B, T, h, d_k) for W in (mha.W_q, mha.W_k, mha.W_v))  # (B, T, h, d_k)
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / d_k**0.5  # (B, h, T, T)
+        heads = torch.einsum("bhqk,bkhd->bqhd", scores.softmax(dim=-1), v)  # (B, T, h, d_k)
+        return mha.W_o(heads.reshape(B, T, d_model))  # (B, T, d_model)
+
+    return forward
+
+
 def implementations(mha: MultiHeadAttention) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """Every implementation under test, all holding the same weights. Introduced in chapter 2."""
     per_head = to_per_head(mha)
@@ -63,7 +76,9 @@ def implementations(mha: MultiHeadAttention) -> dict[str, Callable[[torch.Tensor
         "fused MultiHeadAttention": mha,
         "fused, weights returned": lambda x: mha(x, return_attention=True)[0],
         "per-head loop": per_head,
+        "einsum": einsum_attention(mha),
         "nn.MultiheadAttention": lambda x: torch_mha(x, x, x, need_weights=False)[0],
+        "nn.MHA, weights returned": lambda x: torch_mha(x, x, x, need_weights=True)[0],
     }
 
 
@@ -96,13 +111,13 @@ def report(config: Config, results: list[Result]) -> str:
     ref = results[0]
     lines = [
         f"B={config.batch_size}, T={config.seq_len}, d_model={config.d_model}, h={config.num_heads}; "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}",
-        f"{'implementation':<26}{'forward ms':>12}{'ratio':>8}{'fwd+bwd ms':>12}{'ratio':>8}",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        f"{'implementation':<26}{'fwd ms':>8}{'ratio':>7}{'fwd+bwd ms':>12}{'ratio':>7}",
     ]
     for r in results:
         lines.append(
-            f"{r.name:<26}{r.forward_ms:>12.2f}{r.forward_ms / ref.forward_ms:>8.2f}"
-            f"{r.train_ms:>12.2f}{r.train_ms / ref.train_ms:>8.2f}"
+            f"{r.name:<26}{r.forward_ms:>8.1f}{r.forward_ms / ref.forward_ms:>7.2f}"
+            f"{r.train_ms:>12.1f}{r.train_ms / ref.train_ms:>7.2f}"
         )
     return "\n".join(lines)
 

@@ -13,7 +13,7 @@ import torch
 
 from .data import IGNORE, first_minus_previous, generator
 from .heads import merge_heads, split_heads
-from .masks import causal_mask
+from .masks import causal_mask, padding_mask, to_torch_key_padding_mask
 from .module import MultiHeadAttention
 
 SPLIT_CASES = [(4, 16, 512, 4), (2, 5, 12, 3), (1, 7, 8, 8), (3, 1, 6, 1)]  # (B, T, d_model, h)
@@ -318,4 +318,25 @@ def check_favourite_keys(fn: Callable[[torch.Tensor, torch.Tensor], int]) -> Che
                         "take the arg-max over keys (dim=-1)")
         else:
             report.fail(f"q {tuple(q.shape)}, k {tuple(k.shape)}: expected {want}, got {got}")
+    return report
+
+
+def check_key_padding_mask(fn: Callable[[list[int], int], torch.Tensor]) -> CheckReport:
+    """Check a reader's key_padding_mask_from_lengths(lengths, T): (B, T), True = padding. Introduced in chapter 8."""
+    report = CheckReport("key_padding_mask_from_lengths")
+    for lengths, T in [([3, 1, 4], 4), ([2], 5), ([0, 6], 6)]:
+        got = _call(report, fn, lengths, T)
+        if not report.ok:
+            break
+        want = to_torch_key_padding_mask(padding_mask(lengths, T))  # (B, T)
+        if isinstance(got, torch.Tensor) and got.dtype != torch.bool:
+            report.fail(f"lengths {lengths}: expected booleans, got dtype {got.dtype}")
+            break
+
+        def hint(got: torch.Tensor, want: torch.Tensor = want) -> str:
+            if torch.equal(got, ~want):
+                return "True marks padding in nn.MultiheadAttention: your mask is inverted."
+            return "Position t of sequence b is padding when t >= lengths[b]."
+
+        _compare(report, f"lengths {lengths}, T={T}", got, want, hint)
     return report

@@ -48,8 +48,8 @@ def toggle(description: str, on: bool = True) -> widgets.ToggleButtons:
         options=[("on", True), ("off", False)],
         value=on,
         description=description,
-        style={"description_width": "50px", "button_width": "40px"},
-        layout=widgets.Layout(width="auto"),
+        style={"description_width": "initial", "button_width": "40px"},
+        layout=widgets.Layout(width="max-content", margin="0 16px 0 0"),
     )
 
 
