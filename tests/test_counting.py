@@ -47,3 +47,20 @@ def test_counting_rejects_bad_sizes() -> None:
         mha_flops(1, 0, 8, 2)
     with pytest.raises(ValueError, match="num_heads=0"):
         attention_memory_bytes(1, 0, 4)
+
+
+def test_summary_page_numbers_match_the_package() -> None:
+    """book/summary.md quotes the running example's counts; they must be the package's."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "book" / "summary.md").read_text()
+    f = mha_flops(4, 16, 512, 4)
+    quoted = {
+        "parameters": mha_parameters(512, 4),
+        "GPT-2 small": mha_parameters(768, 12),
+        "scores and weighted sum": f["scores"] + f["weighted_sum"],
+        "projections": f["q_proj"] + f["k_proj"] + f["v_proj"] + f["out_proj"],
+    }
+    for what, value in quoted.items():
+        assert f"{value:,}" in page, f"{what}: {value:,} not in the summary"
+    assert f"{attention_memory_bytes(4, 4, 16) // 1024} KiB" in page
