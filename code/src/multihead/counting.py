@@ -19,13 +19,27 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def mha_parameters(d_model: int, num_heads: int, *, bias: bool = True) -> int:
+def mha_parameters(d_model: int, num_heads: int, *, bias: bool = True, num_kv_heads: int | None = None) -> int:
     """Parameters of one multi-head attention layer: 4 d_model^2 (+ 4 d_model bias). Introduced in chapter 5.
 
-    The count does not depend on num_heads: the heads share out the same d_model columns.
+    The count does not depend on num_heads: the heads share out the same d_model columns. With
+    num_kv_heads < num_heads (chapter 9), W_k and W_v shrink to d_model x (num_kv_heads * d_k).
     """
-    head_dim(d_model, num_heads)  # validates the pair
-    return 4 * d_model * d_model + (4 * d_model if bias else 0)
+    d_k = head_dim(d_model, num_heads)  # validates the pair
+    kv_width = (num_heads if num_kv_heads is None else num_kv_heads) * d_k
+    weights = 2 * d_model * d_model + 2 * d_model * kv_width
+    return weights + ((2 * d_model + 2 * kv_width) if bias else 0)
+
+
+def kv_cache_bytes(
+    num_layers: int, num_kv_heads: int, head_dim: int, seq_len: int, *, batch_size: int = 1, bytes_per_number: int = 2
+) -> int:
+    """Bytes of a KV cache: keys and values for every layer, KV head and token. Introduced in chapter 9.
+
+    2 (keys and values) x layers x KV heads x d_k x tokens x batch x bytes (2 for float16/bfloat16).
+    """
+    check_positive(num_layers=num_layers, num_kv_heads=num_kv_heads, head_dim=head_dim, seq_len=seq_len)
+    return 2 * num_layers * num_kv_heads * head_dim * seq_len * batch_size * bytes_per_number
 
 
 def mha_flops(batch_size: int, seq_len: int, d_model: int, num_heads: int, kv_len: int | None = None) -> dict[str, int]:

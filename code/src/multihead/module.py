@@ -34,17 +34,34 @@ def _check_inputs(
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention with fused projections W_q, W_k, W_v, W_o. Introduced in chapter 5."""
+    """Multi-head attention with fused projections W_q, W_k, W_v, W_o. Introduced in chapter 5.
 
-    def __init__(self, d_model: int, num_heads: int, *, bias: bool = True, dropout: float = 0.0) -> None:
+    `num_kv_heads` (chapter 9) gives keys and values fewer heads than queries, each shared by a
+    group of num_heads / num_kv_heads query heads: 1 is multi-query attention, num_heads (the
+    default) is classic multi-head attention, anything between is grouped-query attention.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        bias: bool = True,
+        dropout: float = 0.0,
+        num_kv_heads: int | None = None,
+    ) -> None:
         super().__init__()
         self.head_dim = head_dim(d_model, num_heads)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout={dropout} must be in [0, 1)")
-        self.d_model, self.num_heads, self.dropout = d_model, num_heads, dropout
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        if not (isinstance(num_kv_heads, int) and num_kv_heads > 0 and num_heads % num_kv_heads == 0):
+            raise ValueError(f"num_kv_heads={num_kv_heads} must be a positive divisor of num_heads={num_heads}")
+        self.d_model, self.num_heads, self.num_kv_heads, self.dropout = d_model, num_heads, num_kv_heads, dropout
+        kv_width = num_kv_heads * self.head_dim
         self.W_q = nn.Linear(d_model, d_model, bias=bias)
-        self.W_k = nn.Linear(d_model, d_model, bias=bias)
-        self.W_v = nn.Linear(d_model, d_model, bias=bias)
+        self.W_k = nn.Linear(d_model, kv_width, bias=bias)
+        self.W_v = nn.Linear(d_model, kv_width, bias=bias)
         self.W_o = nn.Linear(d_model, d_model, bias=bias)
 
     def forward(
@@ -67,9 +84,11 @@ class MultiHeadAttention(nn.Module):
         # 1) project
         q, k, v = self.W_q(x), self.W_k(context), self.W_v(context)  # (B, T_q, d_model), (B, T_k, d_model) x 2
         # 2) split heads
-        q, k, v = (split_heads(t, self.num_heads) for t in (q, k, v))  # (B, h, T, d_k)
+        q = split_heads(q, self.num_heads)  # (B, h, T_q, d_k)
+        k, v = (split_heads(t, self.num_kv_heads) for t in (k, v))  # (B, h_kv, T_k, d_k)
         # 3) attend: explicit when the weights are wanted, else PyTorch's fused kernel
         if return_attention:
+            k, v = (repeat_kv(t, self.num_heads) for t in (k, v))  # (B, h, T_k, d_k)
             heads, attn = scaled_dot_product_attention(q, k, v, mask, dropout=dropout)  # (B, h, T_q, d_k)
         else:
             heads = _fused_attention(q, k, v, mask, dropout)  # (B, h, T_q, d_k)
@@ -82,15 +101,27 @@ class MultiHeadAttention(nn.Module):
         return (out, attn) if return_attention else out
 
 
+def repeat_kv(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(B, h_kv, T, d_k) -> (B, h, T, d_k): each key/value head serves a group of consecutive query heads.
+
+    Query head i reads key/value head i // (h / h_kv), as in grouped-query attention. Introduced in chapter 9.
+    """
+    return x.repeat_interleave(num_heads // x.shape[1], dim=1)  # (B, h, T, d_k)
+
+
 def _fused_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout: float
 ) -> torch.Tensor:
-    """F.scaled_dot_product_attention with the package's rule for fully masked rows (zero output)."""
+    """F.scaled_dot_product_attention with the package's rule for fully masked rows (zero output).
+
+    Key/value heads fewer than query heads are shared by groups (enable_gqa), without copying them.
+    """
+    gqa = k.shape[1] != q.shape[1]
     if mask is None:
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)  # (B, h, T_q, d_k)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, enable_gqa=gqa)  # (B, h, T_q, d_k)
     safe_mask, has_key = guard_empty_rows(mask)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=safe_mask, dropout_p=dropout)  # (B, h, T_q, d_k)
-    return out.masked_fill(~has_key, 0.0)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=safe_mask, dropout_p=dropout, enable_gqa=gqa)
+    return out.masked_fill(~has_key, 0.0)  # (B, h, T_q, d_k)
 
 
 class AttentionHead(nn.Module):
@@ -149,8 +180,16 @@ class PerHeadAttention(nn.Module):
 _PROJECTIONS = ("W_q", "W_k", "W_v")
 
 
+def _require_classic(mha: MultiHeadAttention, what: str) -> None:
+    if mha.num_kv_heads != mha.num_heads:
+        raise ValueError(
+            f"{what} needs num_kv_heads == num_heads, got num_kv_heads={mha.num_kv_heads}, num_heads={mha.num_heads}"
+        )
+
+
 def to_per_head(mha: MultiHeadAttention) -> PerHeadAttention:
     """Cut each fused projection into h row blocks, one per head; exact copy. Introduced in chapter 2."""
+    _require_classic(mha, "to_per_head")
     bias = mha.W_q.bias is not None
     per_head = PerHeadAttention(mha.d_model, mha.num_heads, bias=bias, dropout=mha.dropout).to(mha.W_q.weight)
     d_k = mha.head_dim
@@ -183,6 +222,7 @@ def from_per_head(per_head: PerHeadAttention) -> MultiHeadAttention:
 
 def to_torch(mha: MultiHeadAttention) -> nn.MultiheadAttention:
     """An nn.MultiheadAttention (batch_first=True) with the same weights. Introduced in chapter 5."""
+    _require_classic(mha, "to_torch")
     bias = mha.W_q.bias is not None
     ref = mha.W_q.weight
     torch_mha = nn.MultiheadAttention(

@@ -1,0 +1,78 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from multihead import MultiHeadAttention, causal_mask, count_parameters, mha_parameters, padding_mask, to_torch
+from multihead.counting import kv_cache_bytes
+from multihead.decoding import KVCache, attend_with_cache
+from multihead.module import repeat_kv
+
+
+@pytest.mark.parametrize("num_kv_heads", [1, 2, 4, 8])
+def test_fast_and_explicit_paths_agree(num_kv_heads: int) -> None:
+    mha = MultiHeadAttention(64, 8, num_kv_heads=num_kv_heads).eval()
+    x, context = torch.randn(2, 5, 64), torch.randn(2, 7, 64)
+    mask = padding_mask([7, 4], 7)
+    fast = mha(x, context, mask)
+    explicit, attn = mha(x, context, mask, return_attention=True)
+    torch.testing.assert_close(fast, explicit)
+    assert attn.shape == (2, 8, 5, 7)
+
+
+def test_gqa_with_all_kv_heads_is_classic_mha() -> None:
+    gqa = MultiHeadAttention(32, 4, num_kv_heads=4).eval()
+    x = torch.randn(2, 6, 32)
+    want, _ = to_torch(gqa)(x, x, x)
+    torch.testing.assert_close(gqa(x), want)
+
+
+def test_grouping_matches_sdpa_enable_gqa_and_explicit_reference() -> None:
+    mha = MultiHeadAttention(48, 6, num_kv_heads=2).eval()
+    x = torch.randn(3, 5, 48)
+    with torch.no_grad():
+        q = mha.W_q(x).view(3, 5, 6, 8).transpose(1, 2)  # (B, h, T, d_k)
+        k = mha.W_k(x).view(3, 5, 2, 8).transpose(1, 2)  # (B, h_kv, T, d_k)
+        v = mha.W_v(x).view(3, 5, 2, 8).transpose(1, 2)
+        groups = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+        # explicit: query head i uses key/value head i // 3
+        for i in range(6):
+            one = F.scaled_dot_product_attention(q[:, i], k[:, i // 3], v[:, i // 3])
+            torch.testing.assert_close(groups[:, i], one)
+        want = mha.W_o(groups.transpose(1, 2).reshape(3, 5, 48))
+    torch.testing.assert_close(mha(x), want)
+
+
+def test_repeat_kv_groups_consecutive_query_heads() -> None:
+    kv = torch.arange(2.0).view(1, 2, 1, 1)  # two KV heads holding 0 and 1
+    assert repeat_kv(kv, 6).flatten().tolist() == [0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize(("num_kv_heads", "bias"), [(8, True), (2, True), (1, False)])
+def test_parameter_count_with_shared_kv_heads(num_kv_heads: int, bias: bool) -> None:
+    mha = MultiHeadAttention(64, 8, num_kv_heads=num_kv_heads, bias=bias)
+    assert count_parameters(mha) == mha_parameters(64, 8, num_kv_heads=num_kv_heads, bias=bias)
+
+
+@pytest.mark.parametrize("num_kv_heads", [1, 2, 4])
+def test_cached_decoding_equals_full_recomputation(num_kv_heads: int) -> None:
+    mha = MultiHeadAttention(32, 4, num_kv_heads=num_kv_heads).eval()
+    x = torch.randn(2, 9, 32)
+    full = mha(x, mask=causal_mask(9))
+    cache = KVCache()
+    with torch.no_grad():
+        prefix = attend_with_cache(mha, x[:, :4], cache)  # a prompt of 4 tokens at once
+        steps = [attend_with_cache(mha, x[:, t : t + 1], cache) for t in range(4, 9)]
+    torch.testing.assert_close(torch.cat([prefix, *steps], dim=1), full)
+    assert len(cache) == 9
+    assert cache.nbytes() == 2 * 2 * num_kv_heads * 9 * 8 * 4  # keys and values, float32
+
+
+def test_kv_cache_bytes_formula_and_rejections() -> None:
+    assert kv_cache_bytes(32, 32, 128, 1) == 524_288  # LLaMA-2 7B, one token, float16: 512 KiB
+    assert kv_cache_bytes(80, 8, 128, 1) == 327_680  # LLaMA-2 70B with 8 KV heads
+    with pytest.raises(ValueError, match="num_kv_heads=0"):
+        kv_cache_bytes(1, 0, 64, 1)
+    with pytest.raises(ValueError, match="num_kv_heads=3 must be a positive divisor of num_heads=8"):
+        MultiHeadAttention(64, 8, num_kv_heads=3)
+    with pytest.raises(ValueError, match="to_torch needs num_kv_heads == num_heads"):
+        to_torch(MultiHeadAttention(64, 8, num_kv_heads=2))
