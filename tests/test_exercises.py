@@ -96,3 +96,10 @@ def test_key_padding_mask_checker() -> None:
     assert check_key_padding_mask(lambda lengths, T: torch.arange(T)[None] >= torch.tensor(lengths)[:, None]).ok
     inverted = check_key_padding_mask(lambda lengths, T: torch.arange(T)[None] < torch.tensor(lengths)[:, None])
     assert "inverted" in repr(inverted)
+
+
+def test_repeat_kv_checker() -> None:
+    from multihead.exercises import check_repeat_kv
+
+    assert check_repeat_kv(lambda x, h: x.repeat_interleave(h // x.shape[1], dim=1)).ok
+    assert "tiles the KV heads" in repr(check_repeat_kv(lambda x, h: x.repeat(1, h // x.shape[1], 1, 1)))

@@ -85,3 +85,14 @@ def test_dropdown_and_toggle_controls_drive_the_view() -> None:
     view.controls[1].value = False
     assert view.shown().value == "a long sentence|False"
     assert len(view.links) == 1 + 2  # one Stack for the dropdown, one per dropdown choice for the toggle
+
+
+def test_grouping_explorer_explains_invalid_groupings() -> None:
+    from multihead.widgets import grouping_explorer
+
+    explorer = grouping_explorer()
+    assert "grouped-query" in explorer.shown().value and "1,024 MiB" in explorer.shown().value
+    explorer.controls[0].value, explorer.controls[1].value = 8, 16  # 16 KV heads for 8 query heads
+    assert "does not divide" in explorer.shown().value
+    explorer.controls[1].value = 1
+    assert "multi-query" in explorer.shown().value

@@ -23,6 +23,7 @@ WIDGETS = {
     "chapters/06_what_the_heads_learn.html": ["learned-heads"],
     "chapters/07_how_many_heads.html": ["sweep-viewer"],
     "chapters/08_pytorch_in_practice.html": ["torch-options"],
+    "chapters/09_beyond_the_classic_module.html": ["grouping-explorer"],
 }
 
 SIGNATURE = """async (root) => {

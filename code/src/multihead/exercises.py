@@ -340,3 +340,23 @@ def check_key_padding_mask(fn: Callable[[list[int], int], torch.Tensor]) -> Chec
 
         _compare(report, f"lengths {lengths}, T={T}", got, want, hint)
     return report
+
+
+def check_repeat_kv(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> CheckReport:
+    """Check a reader's repeat_kv(x, num_heads): (B, h_kv, T, d_k) -> (B, h, T, d_k), grouped. Introduced in chapter 9."""
+    report = CheckReport("repeat_kv")
+    rng = generator(9)
+    for B, h_kv, h, T, d_k in [(2, 2, 8, 3, 4), (1, 1, 4, 2, 2), (1, 3, 6, 1, 2)]:
+        x = torch.randn(B, h_kv, T, d_k, generator=rng)  # (B, h_kv, T, d_k)
+        got = _call(report, fn, x, h)
+        if not report.ok:
+            break
+        want = x.repeat_interleave(h // h_kv, dim=1)  # (B, h, T, d_k)
+
+        def hint(got: torch.Tensor, x: torch.Tensor = x, h: int = h, h_kv: int = h_kv) -> str:
+            if torch.equal(got, x.repeat(1, h // h_kv, 1, 1)):
+                return "That tiles the KV heads (0, 1, 0, 1, ...); query heads come in groups (0, 0, 1, 1, ...)."
+            return "Query head i reads KV head i // (h / h_kv): use repeat_interleave on dim 1."
+
+        _compare(report, f"x {tuple(x.shape)}, h={h}", got, want, hint)
+    return report

@@ -16,7 +16,7 @@ import ipywidgets as widgets
 import torch
 from ipywidgets.widgets.widget_string import HTMLStyle
 
-from .counting import attention_memory_bytes, mha_flops, mha_parameters
+from .counting import attention_memory_bytes, kv_cache_bytes, mha_flops, mha_parameters
 from .heads import head_dim, merge_heads, split_heads
 
 
@@ -205,3 +205,61 @@ def module_calculator(
     ]
     render = partial(_module_card, layout=widgets.Layout(), style=HTMLStyle())
     return PrecomputedView(controls, render, "module-calculator")
+
+
+GROUP_COLOURS = ["#4a6fa5", "#c0504d", "#9bbb59", "#8064a2", "#f79646", "#4bacc6", "#7f7f7f", "#d19a66"]
+
+
+def _grouping_card(
+    num_heads: int, num_kv_heads: int, seq_len: int, *, d_model: int, num_layers: int, **shared: widgets.Widget
+) -> widgets.HTML:
+    if num_heads % num_kv_heads:
+        return widgets.HTML(
+            f"<p><b>Not a valid grouping.</b> num_kv_heads={num_kv_heads} does not divide "
+            f"num_heads={num_heads}: every key/value head must serve the same number of query heads.</p>",
+            **shared,
+        )
+    d_k = d_model // num_heads
+    group = num_heads // num_kv_heads
+
+    def box(label: str, colour: str) -> str:
+        return (f"<span style='display:inline-block;width:22px;margin:1px;text-align:center;"
+                f"color:white;background:{colour};font-size:11px'>{label}</span>")
+
+    colours = [GROUP_COLOURS[(i // group) % len(GROUP_COLOURS)] for i in range(num_heads)]
+    queries = "".join(box(str(i), colours[i]) for i in range(num_heads))
+    kv = "".join(box(str(j), GROUP_COLOURS[j % len(GROUP_COLOURS)]) for j in range(num_kv_heads))
+    kind = "multi-head" if num_kv_heads == num_heads else "multi-query" if num_kv_heads == 1 else "grouped-query"
+    params = mha_parameters(d_model, num_heads, num_kv_heads=num_kv_heads, bias=False)
+    cache = kv_cache_bytes(num_layers, num_kv_heads, d_k, seq_len) / 2**20
+    full = kv_cache_bytes(num_layers, num_heads, d_k, seq_len) / 2**20
+    rows = [
+        ("kind", kind),
+        ("query heads per key/value head", str(group)),
+        ("attention parameters per layer", f"{params:,}"),
+        (f"KV cache, {num_layers} layers, {seq_len:,} tokens, float16", f"{cache:,.0f} MiB"),
+        ("the same with one KV head per query head", f"{full:,.0f} MiB"),
+    ]
+    body = "".join(f"<tr><td>{a}</td><td style='text-align: right'>{b}</td></tr>" for a, b in rows)
+    return widgets.HTML(
+        f"<p>query heads: {queries}<br>key/value heads: {kv}</p>"
+        f"{TABLE_STYLE}<table class='shape-table'>{body}</table>",
+        **shared,
+    )
+
+
+def grouping_explorer(
+    head_counts: Sequence[int] = (8, 16, 32),
+    kv_counts: Sequence[int] = (1, 2, 4, 8, 16, 32),
+    seq_lens: Sequence[int] = (1024, 8192, 32768),
+    d_model: int = 4096,
+    num_layers: int = 32,
+) -> PrecomputedView:
+    """Pick h, the number of KV heads and T; see the grouping, parameters and KV-cache size. Introduced in chapter 9."""
+    controls = [
+        selection("heads h", head_counts, 32 if 32 in head_counts else head_counts[0]),
+        selection("KV heads", kv_counts, 8 if 8 in kv_counts else kv_counts[0]),
+        selection("tokens T", seq_lens, 8192 if 8192 in seq_lens else seq_lens[0]),
+    ]
+    render = partial(_grouping_card, d_model=d_model, num_layers=num_layers, layout=widgets.Layout(), style=HTMLStyle())
+    return PrecomputedView(controls, render, "grouping-explorer")
