@@ -49,16 +49,3 @@ def test_shape_explorer_responds_without_a_kernel(page: tuple[Page, PageLog], si
     page.locator(".shape-explorer").screenshot(path=SCREENSHOTS / "chapter2-explorer-h8.png")
 
     assert not log.problems(), log.problems()
-
-
-def test_page_typesets_math_and_shows_figures(page: tuple[Page, PageLog], site: str) -> None:
-    page, log = page
-    page.goto(f"{site}/{CHAPTER}")
-    expect(page.locator("mjx-container").first).to_be_visible(timeout=20_000)
-    assert page.locator("mjx-merror").count() == 0, "MathJax could not typeset a formula"
-    images = page.locator("article img")
-    assert images.count() >= 1
-    for i in range(images.count()):
-        assert images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0"), f"image {i} did not load"
-    page.screenshot(path=SCREENSHOTS / "chapter2.png", full_page=True)
-    assert not log.problems(), log.problems()
