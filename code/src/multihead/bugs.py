@@ -2,7 +2,8 @@
 
 Each takes a MultiHeadAttention `mha`, an input x (B, T, d_model) and an optional mask, and
 returns the output. They use the module's weights, so a correct version equals `mha(x, mask=mask)`.
-The chapter prints their source and runs `exercises.check_forward` on each.
+The chapter prints their source and runs `exercises.check_forward` on each. The six functions
+repeat each other on purpose: each must read as a whole forward pass with one wrong line.
 """
 
 from __future__ import annotations

@@ -50,12 +50,20 @@ def _call(report: CheckReport, fn: Callable, *args) -> torch.Tensor | None:
     return None
 
 
-def _compare(report: CheckReport, label: str, got: object, want: torch.Tensor, hint: Callable[[torch.Tensor], str]) -> None:
+def _compare(
+    report: CheckReport,
+    label: str,
+    got: object,
+    want: torch.Tensor,
+    hint: Callable[[torch.Tensor], str],
+    atol: float | None = None,
+) -> None:
+    """Record a pass, or what is wrong: not a tensor, the wrong shape, or other values (exact, or within atol)."""
     if not isinstance(got, torch.Tensor):
         report.fail(f"{label}: expected a tensor, got {type(got).__name__}")
     elif got.shape != want.shape:
         report.fail(f"{label}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}")
-    elif not torch.equal(got, want):
+    elif not (torch.equal(got, want) if atol is None else torch.allclose(got, want, atol=atol)):
         report.fail(f"{label}: the shape is right but the values differ. {hint(got)}")
     else:
         report.passed += 1
@@ -170,10 +178,7 @@ def check_attention_weights(fn: Callable[[torch.Tensor, torch.Tensor], torch.Ten
                 return "These are the scaled scores; apply the softmax over the keys."
             return "Compute softmax(q @ k.transpose(-2, -1) / sqrt(d_k), dim=-1)."
 
-        if isinstance(got, torch.Tensor) and got.shape == want.shape and torch.allclose(got, want, atol=1e-6):
-            report.passed += 1
-        else:
-            _compare(report, f"q {tuple(q.shape)}, k {tuple(k.shape)}", got, want, hint)
+        _compare(report, f"q {tuple(q.shape)}, k {tuple(k.shape)}", got, want, hint, atol=1e-6)
     return report
 
 
@@ -223,10 +228,7 @@ def check_head_term(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor
                     return "You took rows of the weight; nn.Linear stores (out, in), so head i meets columns."
                 return "Multiply head i by the columns of W_o.weight that read its block, transposed."
 
-            if isinstance(got, torch.Tensor) and got.shape == want.shape and torch.allclose(got, want, atol=1e-5):
-                report.passed += 1
-            else:
-                _compare(report, f"heads {tuple(heads.shape)}, head {i}", got, want, hint)
+            _compare(report, f"heads {tuple(heads.shape)}, head {i}", got, want, hint, atol=1e-5)
     return report
 
 
@@ -293,10 +295,7 @@ def check_previous_token_score(fn: Callable[[torch.Tensor], torch.Tensor]) -> Ch
                 return "You read above the diagonal: query t, key t-1 is attn[..., t, t-1]."
             return "Average attn[b, i, t, t-1] over b and t >= 1, separately for each head i."
 
-        if isinstance(got, torch.Tensor) and got.shape == want.shape and torch.allclose(got, want, atol=1e-6):
-            report.passed += 1
-        else:
-            _compare(report, f"attn {tuple(attn.shape)}", got, want, hint)
+        _compare(report, f"attn {tuple(attn.shape)}", got, want, hint, atol=1e-6)
     return report
 
 
