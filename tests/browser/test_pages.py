@@ -2,8 +2,9 @@
 
 For each page in _toc.yml: it loads with no console error, failed request or blocked outside
 request (beyond the known icon-font 404s); every code output and image is present; MathJax
-typesets every formula without error; the page stays within the weight budget. A full-page
-screenshot of each lands in _build/screenshots/.
+typesets every formula without error; every widget responds to every control (test_widgets);
+the page stays within the weight budget. A full-page screenshot of each lands in
+_build/screenshots/.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 import yaml
 from conftest import HTML, ROOT, SCREENSHOTS, PageLog
 from playwright.sync_api import Page, expect
+from test_widgets import WIDGETS, check_widget
 
 PAGE_BUDGET = 1_500_000  # bytes: HTML with embedded widget state, plus its own images (COURSE.md)
 
@@ -73,6 +75,8 @@ def test_page_loads_cleanly_with_outputs_and_math(page: tuple[Page, PageLog], si
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / f"page-{Path(path).stem}.png", full_page=True)
+    for hook in WIDGETS.get(path, []):  # every control of every widget changes what it shows
+        check_widget(page, hook)
     assert not log.problems(), log.problems()
     print(f"{path}: loaded in {load_seconds:.2f} s, {page_weight(path):,} bytes")
 

@@ -1,4 +1,4 @@
-"""Every widget on every page responds in the browser without a kernel.
+"""Every widget on every page responds in the browser without a kernel (run from test_pages).
 
 Each widget builder gives its box a CSS class; WIDGETS lists them per page. For every control in
 a widget, the test moves a slider one step with the keyboard, clicks a toggle button that is not
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 
-import pytest
-from conftest import HTML, SCREENSHOTS, PageLog
+from conftest import HTML, SCREENSHOTS
 from playwright.sync_api import Locator, Page, expect
 
 WIDGETS = {
@@ -63,10 +62,11 @@ def test_every_page_with_widgets_is_listed() -> None:
         assert views == len(WIDGETS.get(relative, [])), f"{relative} has {views} widget view(s); list them in WIDGETS"
 
 
-@pytest.mark.parametrize(("path", "hook"), [(p, h) for p, hooks in WIDGETS.items() for h in hooks])
-def test_each_slider_changes_what_is_shown(page: tuple[Page, PageLog], site: str, path: str, hook: str) -> None:
-    page, log = page
-    page.goto(f"{site}/{path}")
+def check_widget(page: Page, hook: str) -> None:
+    """Move every control of the widget with CSS class `hook`; each move must change what it shows.
+
+    Called by test_pages for every widget of every page, on the page it has already loaded.
+    """
     root = page.locator(f".{hook}")
     expect(root).to_have_count(1, timeout=20_000)
     expect(root.locator(".widget-html-content:visible, img:visible").first).to_be_visible(timeout=20_000)
@@ -93,4 +93,3 @@ def test_each_slider_changes_what_is_shown(page: tuple[Page, PageLog], site: str
         wait_for_change(page, root, before)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     root.screenshot(path=SCREENSHOTS / f"{hook}.png")
-    assert not log.problems(), log.problems()
