@@ -9,6 +9,7 @@ URL on every render, so the bytes are hashed in the page).
 from __future__ import annotations
 
 import re
+import time
 
 from conftest import HTML, SCREENSHOTS
 from playwright.sync_api import Locator, Page, expect
@@ -45,14 +46,19 @@ def signature(root: Locator) -> str:
     return root.evaluate(SIGNATURE)
 
 
-def wait_for_change(page: Page, root: Locator, before: str, timeout_ms: int = 5_000) -> str:
-    """Poll the widget's signature until it differs from `before`; fail after timeout_ms."""
-    for _ in range(timeout_ms // 100):
+def wait_for_change(page: Page, root: Locator, before: str, timeout_s: float = 20.0) -> str:
+    """Poll the widget's signature until it differs from `before`; fail after timeout_s.
+
+    The deadline is on the clock, so a slow signature on a loaded machine does not shorten it.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
         now = signature(root)
         if now != before:
             return now
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the widget still shows the same content: {before[:200]}")
         page.wait_for_timeout(100)
-    raise AssertionError(f"the widget still shows the same content: {before[:200]}")
 
 
 def test_every_page_with_widgets_is_listed() -> None:
