@@ -4,7 +4,7 @@ from torch import nn
 
 from multihead import count_parameters
 from multihead.data import CAT_SENTENCE, IGNORE, first_minus_previous, generator, word_tokens
-from multihead.training import TinyAttentionModel, token_accuracy, token_loss, train
+from multihead.training import TinyAttentionModel, token_accuracy, token_loss, train, train_together
 
 
 def test_word_tokens() -> None:
@@ -115,3 +115,42 @@ def test_ablation_and_pruning_agree() -> None:
     torch.testing.assert_close(profile["first token"], profile["same position"])  # even spread: equal
     attn = model.attention_weights(x)
     assert attn.shape == (8, 4, 6, 6) and (attn.triu(1) == 0).all()  # causal
+
+
+def test_train_together_matches_separate_runs() -> None:
+    """Three seeds trained in one batched pass follow the runs that train() makes one by one."""
+    vocab, seq_len, d_model, steps, seeds = 6, 5, 16, 20, (0, 1, 2)
+
+    def make_batch(rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return first_minus_previous(8, seq_len, vocab, rng)
+
+    def fresh(seed: int) -> TinyAttentionModel:
+        torch.manual_seed(seed)
+        return TinyAttentionModel(vocab, seq_len, d_model, 2)
+
+    together = [fresh(s) for s in seeds]
+    losses = train_together(together, make_batch, token_loss, steps=steps, seeds=seeds)
+    assert losses.shape == (3, steps)
+    for i, seed in enumerate(seeds):
+        alone = fresh(seed)
+        torch.testing.assert_close(losses[i], torch.tensor(train(alone, make_batch, token_loss, steps=steps, seed=seed)))
+        # Parameters are not compared: W_k's bias has a zero gradient up to rounding (softmax ignores
+        # a constant added to every score), and Adam scales that noise up to full-size steps.
+        x, _ = make_batch(generator(99))
+        with torch.no_grad():
+            torch.testing.assert_close(together[i](x), alone(x), atol=1e-4, rtol=1e-4)
+        assert not together[i].training
+    assert not torch.allclose(losses[0], losses[1])  # different seeds, different runs
+
+
+def test_train_together_rejects_mismatched_inputs() -> None:
+    def make_batch(rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return first_minus_previous(2, 4, 5, rng)
+
+    models = [TinyAttentionModel(5, 4, 8, 2), TinyAttentionModel(5, 4, 16, 2)]
+    with pytest.raises(ValueError, match="same parameter names and shapes"):
+        train_together(models, make_batch, token_loss, steps=2, seeds=(0, 1))
+    with pytest.raises(ValueError, match="2 models and 1 seeds"):
+        train_together(models, make_batch, token_loss, steps=2, seeds=(0,))
+    with pytest.raises(ValueError, match="steps=0"):
+        train_together(models[:1], make_batch, token_loss, steps=0, seeds=(0,))

@@ -1,12 +1,22 @@
-"""A small, seeded training loop for the CPU (chapters 1, 6, 7)."""
+"""A small, seeded training loop for the CPU (chapters 1, 6, 7).
+
+`train` trains one model. `train_together` trains several models of one architecture at once
+(one per seed), as one batched computation: `torch.func.stack_module_state` stacks their
+parameters and `torch.func.vmap` runs the forward pass of all of them in one call. Adam's update
+is elementwise, so each model takes the steps it would take alone, up to floating-point rounding
+(batched matmuls add in another order, and training amplifies such differences over many steps).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .data import IGNORE, generator
 from .masks import causal_mask
@@ -39,6 +49,58 @@ def train(
         optimizer.step()
         losses.append(loss.item())
     model.eval()
+    return losses
+
+
+def train_together(
+    models: Sequence[nn.Module],
+    make_batch: Callable[[torch.Generator], Batch],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    steps: int,
+    seeds: Sequence[int],
+    lr: float = 3e-3,
+) -> torch.Tensor:
+    """Train models[i] as `train(models[i], ..., seed=seeds[i])` would, all in one batched pass. Introduced in chapter 1.
+
+    The models must share one architecture. They are updated in place; the result holds the
+    loss of every model at every step, shape (len(models), steps).
+    """
+    if steps <= 0 or lr <= 0:
+        raise ValueError(f"steps={steps} and lr={lr} must be positive")
+    if len(models) == 0 or len(models) != len(seeds):
+        raise ValueError(f"need one seed per model, got {len(models)} models and {len(seeds)} seeds")
+    shapes = {tuple((n, p.shape) for n, p in m.named_parameters()) for m in models}
+    if len(shapes) != 1:
+        raise ValueError("train_together needs models with the same parameter names and shapes")
+    for m in models:
+        m.train()
+    params, buffers = stack_module_state(list(models))  # name -> (E, ...) leaves
+    template = copy.deepcopy(models[0]).to("meta")
+
+    def loss_of_one(p: dict, b: dict, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # vmap has no batching rule for the fused CPU kernel of SDPA; its math form is plain matmuls
+        with sdpa_kernel(SDPBackend.MATH):
+            return loss_fn(functional_call(template, (p, b), (inputs,)), targets)
+
+    batched_loss = vmap(loss_of_one)  # (E, B, T) inputs and targets -> (E,) losses
+    rngs = [generator(seed) for seed in seeds]
+    optimizer = torch.optim.Adam(params.values(), lr=lr)
+    losses = torch.empty(len(models), steps)
+    for step in range(steps):
+        batches = [make_batch(rng) for rng in rngs]
+        inputs = torch.stack([x for x, _ in batches])  # (E, B, T)
+        targets = torch.stack([y for _, y in batches])  # (E, B, T)
+        loss = batched_loss(params, buffers, inputs, targets)  # (E,)
+        optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()  # the models share no parameter, so each gets its own gradient
+        optimizer.step()
+        losses[:, step] = loss.detach()
+    with torch.no_grad():
+        for i, m in enumerate(models):
+            for name, p in m.named_parameters():
+                p.copy_(params[name][i])
+            m.eval()
     return losses
 
 
