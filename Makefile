@@ -11,12 +11,16 @@ CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser || comman
 # the doctrees and the cache are cleared when a package file is newer than the last build.
 CACHE_STAMP := _build/.package-stamp
 PACKAGE_SOURCES := $(shell find code/src -name '*.py')
+# A second arithmetic configuration for nbval: one thread, and PyTorch's and MKL's AVX2 kernels
+# (a typical laptop) instead of whatever this CPU offers. Compared outputs must not change.
+PORTABLE_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
 
-.PHONY: help install book test test-unit test-nbval test-book test-browser execute lab bench clean
+.PHONY: help install book test test-unit test-nbval test-portable test-book test-browser execute lab bench clean
 
 help:
 	@echo "make book     set up .venv, then render the book to _build/html"
-	@echo "make test     set up .venv, then run unit tests, nbval, the strict book build and browser tests"
+	@echo "make test     set up .venv, then run unit tests, nbval (twice: default and portable arithmetic),"
+	@echo "              the strict book build and browser tests"
 	@echo "make execute  re-run every notebook in place (nbclient), storing outputs and widget state"
 	@echo "make lab      open JupyterLab on the chapters"
 	@echo "make bench    time the implementations of multi-head attention"
@@ -40,7 +44,7 @@ book: $(STAMP) $(CACHE_STAMP)
 # Each step runs even when an earlier one failed; the target fails if any step failed.
 test: $(STAMP)
 	@failed=""; \
-	for step in test-unit test-nbval test-book test-browser; do \
+	for step in test-unit test-nbval test-portable test-book test-browser; do \
 	  echo "== $$step"; $(MAKE) --no-print-directory $$step || failed="$$failed $$step"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi; echo "All test steps passed."
@@ -50,6 +54,9 @@ test-unit: $(STAMP)
 
 test-nbval: $(STAMP)
 	$(BIN)/python -m pytest --nbval $(NOTEBOOKS)
+
+test-portable: $(STAMP)
+	$(PORTABLE_ENV) $(BIN)/python -m pytest --nbval $(NOTEBOOKS)
 
 test-book: $(STAMP) $(CACHE_STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
