@@ -4,7 +4,14 @@ from torch import nn
 
 from multihead import count_parameters
 from multihead.data import CAT_SENTENCE, IGNORE, first_minus_previous, generator, word_tokens
-from multihead.training import TinyAttentionModel, token_accuracy, token_loss, train, train_together
+from multihead.training import (
+    TinyAttentionEnsemble,
+    TinyAttentionModel,
+    token_accuracy,
+    token_loss,
+    train,
+    train_together,
+)
 
 
 def test_word_tokens() -> None:
@@ -148,9 +155,20 @@ def test_train_together_rejects_mismatched_inputs() -> None:
         return first_minus_previous(2, 4, 5, rng)
 
     models = [TinyAttentionModel(5, 4, 8, 2), TinyAttentionModel(5, 4, 16, 2)]
-    with pytest.raises(ValueError, match="same parameter names and shapes"):
+    with pytest.raises(ValueError, match="one configuration"):
         train_together(models, make_batch, token_loss, steps=2, seeds=(0, 1))
     with pytest.raises(ValueError, match="2 models and 1 seeds"):
         train_together(models, make_batch, token_loss, steps=2, seeds=(0,))
     with pytest.raises(ValueError, match="steps=0"):
         train_together(models[:1], make_batch, token_loss, steps=0, seeds=(0,))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_an_ensemble_computes_what_each_member_computes(causal: bool) -> None:
+    models = [TinyAttentionModel(7, 6, 16, 4, causal=causal) for _ in range(3)]
+    ensemble = TinyAttentionEnsemble(models)
+    tokens = torch.randint(7, (3, 5, 6))  # (E, B, T)
+    logits = ensemble(tokens)  # (E, B, T, V)
+    assert logits.shape == (3, 5, 6, 7)
+    for e, model in enumerate(models):
+        torch.testing.assert_close(logits[e], model(tokens[e]))

@@ -1,24 +1,23 @@
 """A small, seeded training loop for the CPU (chapters 1, 6, 7).
 
-`train` trains one model. `train_together` trains several models of one architecture at once
-(one per seed), as one batched computation: `torch.func.stack_module_state` stacks their
-parameters and `torch.func.vmap` runs the forward pass of all of them in one call. Adam's update
-is elementwise, so each model takes the steps it would take alone, up to floating-point rounding
-(batched matmuls add in another order, and training amplifies such differences over many steps).
+`train` trains one model. `train_together` trains several `TinyAttentionModel`s of one
+configuration at once (one per seed): `TinyAttentionEnsemble` stacks their parameters along a
+leading axis E and runs all of them as one batched computation. Adam's update is elementwise,
+so each model takes the steps it would take alone, up to floating-point rounding (batched
+matmuls add in another order, and training amplifies such differences over many steps).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .attention import scaled_dot_product_attention
 from .data import IGNORE, generator
+from .heads import merge_heads, split_heads
 from .masks import causal_mask
 from .module import MultiHeadAttention
 
@@ -49,58 +48,6 @@ def train(
         optimizer.step()
         losses.append(loss.item())
     model.eval()
-    return losses
-
-
-def train_together(
-    models: Sequence[nn.Module],
-    make_batch: Callable[[torch.Generator], Batch],
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    *,
-    steps: int,
-    seeds: Sequence[int],
-    lr: float = 3e-3,
-) -> torch.Tensor:
-    """Train models[i] as `train(models[i], ..., seed=seeds[i])` would, all in one batched pass. Introduced in chapter 1.
-
-    The models must share one architecture. They are updated in place; the result holds the
-    loss of every model at every step, shape (len(models), steps).
-    """
-    if steps <= 0 or lr <= 0:
-        raise ValueError(f"steps={steps} and lr={lr} must be positive")
-    if len(models) == 0 or len(models) != len(seeds):
-        raise ValueError(f"need one seed per model, got {len(models)} models and {len(seeds)} seeds")
-    shapes = {tuple((n, p.shape) for n, p in m.named_parameters()) for m in models}
-    if len(shapes) != 1:
-        raise ValueError("train_together needs models with the same parameter names and shapes")
-    for m in models:
-        m.train()
-    params, buffers = stack_module_state(list(models))  # name -> (E, ...) leaves
-    template = copy.deepcopy(models[0]).to("meta")
-
-    def loss_of_one(p: dict, b: dict, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        # vmap has no batching rule for the fused CPU kernel of SDPA; its math form is plain matmuls
-        with sdpa_kernel(SDPBackend.MATH):
-            return loss_fn(functional_call(template, (p, b), (inputs,)), targets)
-
-    batched_loss = vmap(loss_of_one)  # (E, B, T) inputs and targets -> (E,) losses
-    rngs = [generator(seed) for seed in seeds]
-    optimizer = torch.optim.Adam(params.values(), lr=lr)
-    losses = torch.empty(len(models), steps)
-    for step in range(steps):
-        batches = [make_batch(rng) for rng in rngs]
-        inputs = torch.stack([x for x, _ in batches])  # (E, B, T)
-        targets = torch.stack([y for _, y in batches])  # (E, B, T)
-        loss = batched_loss(params, buffers, inputs, targets)  # (E,)
-        optimizer.zero_grad(set_to_none=True)
-        loss.sum().backward()  # the models share no parameter, so each gets its own gradient
-        optimizer.step()
-        losses[:, step] = loss.detach()
-    with torch.no_grad():
-        for i, m in enumerate(models):
-            for name, p in m.named_parameters():
-                p.copy_(params[name][i])
-            m.eval()
     return losses
 
 
@@ -140,6 +87,41 @@ class TinyAttentionModel(nn.Module):
         return attn
 
 
+def train_together(
+    models: Sequence[TinyAttentionModel],
+    make_batch: Callable[[torch.Generator], Batch],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    steps: int,
+    seeds: Sequence[int],
+    lr: float = 3e-3,
+) -> torch.Tensor:
+    """Train models[i] as `train(models[i], ..., seed=seeds[i])` would, all in one batched pass. Introduced in chapter 1.
+
+    The models must share one configuration. They are updated in place; the result holds the
+    loss of every model at every step, shape (len(models), steps).
+    """
+    if steps <= 0 or lr <= 0:
+        raise ValueError(f"steps={steps} and lr={lr} must be positive")
+    if len(models) == 0 or len(models) != len(seeds):
+        raise ValueError(f"need one seed per model, got {len(models)} models and {len(seeds)} seeds")
+    ensemble = TinyAttentionEnsemble(models)
+    rngs = [generator(seed) for seed in seeds]
+    optimizer = torch.optim.Adam(ensemble.parameters(), lr=lr)
+    losses = torch.empty(len(models), steps)
+    for step in range(steps):
+        batches = [make_batch(rng) for rng in rngs]
+        inputs = torch.stack([x for x, _ in batches])  # (E, B, T)
+        logits = ensemble(inputs)  # (E, B, T, V)
+        loss = torch.stack([loss_fn(logits[e], y) for e, (_, y) in enumerate(batches)])  # (E,)
+        optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()  # the models share no parameter, so each gets its own gradient
+        optimizer.step()
+        losses[:, step] = loss.detach()
+    ensemble.write_back(models)
+    return losses
+
+
 def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over (B, T, V) logits and (B, T) targets; IGNORE targets are skipped. Introduced in chapter 1."""
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # (B*T, V) vs (B*T,)
@@ -150,3 +132,69 @@ def token_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
     """Share of non-ignored positions whose arg-max prediction is right. Introduced in chapter 1."""
     keep = targets != IGNORE
     return (logits.argmax(-1)[keep] == targets[keep]).float().mean().item()
+
+
+class TinyAttentionEnsemble(nn.Module):
+    """E TinyAttentionModels of one configuration, run as one batched model. Introduced in chapter 1.
+
+    Every parameter of the members is stacked along a new leading axis E; `forward` takes
+    (E, B, T) tokens, one batch per member, and returns (E, B, T, vocab_size) logits, each
+    member's own. The attention is the member's: heads split from its own projections, the
+    E * B sequences side by side in one call of the explicit attention (matmuls and a
+    softmax), which is faster than PyTorch's fused CPU kernel at these tiny sizes.
+    """
+
+    def __init__(self, models: Sequence[TinyAttentionModel]) -> None:
+        super().__init__()
+        configs = {_config(m) for m in models}
+        if len(configs) != 1:
+            raise ValueError(f"an ensemble needs models of one configuration, got {sorted(configs)}")
+        (self.vocab_size, self.seq_len, self.d_model, self.num_heads, self.causal) = configs.pop()
+        names = [name for name, _ in models[0].named_parameters()]
+        self.names = {name: name.replace(".", "_") for name in names}
+        for name, key in self.names.items():
+            stacked = torch.stack([dict(m.named_parameters())[name].detach() for m in models])  # (E, ...)
+            self.register_parameter(key, nn.Parameter(stacked.clone()))
+
+    def p(self, name: str) -> torch.Tensor:
+        """The stacked parameter (E, ...) of the members' parameter `name`."""
+        return getattr(self, self.names[name])
+
+    def linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        """Each member's nn.Linear `name`: (E, B, T, d_in) -> (E, B, T, d_out)."""
+        weight, bias = self.p(f"{name}.weight"), self.p(f"{name}.bias")  # (E, d_out, d_in), (E, d_out)
+        return torch.einsum("ebti,eoi->ebto", x, weight) + bias[:, None, None]
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (E, B, T) -> logits (E, B, T, vocab_size)."""
+        E, B, T = tokens.shape
+        members = torch.arange(E, device=tokens.device)[:, None, None]  # (E, 1, 1)
+        x = self.p("token.weight")[members, tokens] + self.p("position.weight")[:, None, :T]  # (E, B, T, d_model)
+        q, k, v = (self.linear(x, f"attention.W_{n}").flatten(0, 1) for n in "qkv")  # (E*B, T, d_model) each
+        q, k, v = (split_heads(t, self.num_heads) for t in (q, k, v))  # (E*B, h, T, d_k)
+        mask = causal_mask(T, device=tokens.device) if self.causal else None  # (T, T) or None
+        heads, _ = scaled_dot_product_attention(q, k, v, mask)  # (E*B, h, T, d_k)
+        attended = merge_heads(heads).view(E, B, T, self.d_model)  # (E, B, T, d_model)
+        x = x + self.linear(attended, "attention.W_o")  # (E, B, T, d_model)
+        x = F.layer_norm(x, (self.d_model,))  # (E, B, T, d_model), before each member's own scale and shift
+        x = x * self.p("norm.weight")[:, None, None] + self.p("norm.bias")[:, None, None]
+        x = F.gelu(self.linear(x, "readout.0"))  # (E, B, T, 4 * d_model)
+        return self.linear(x, "readout.2")  # (E, B, T, vocab_size)
+
+    @torch.no_grad()
+    def write_back(self, models: Sequence[TinyAttentionModel]) -> None:
+        """Copy member i's parameters into models[i] and put the models in eval mode."""
+        for i, model in enumerate(models):
+            for name, param in model.named_parameters():
+                param.copy_(self.p(name)[i])
+            model.eval()
+
+
+def _config(model: TinyAttentionModel) -> tuple[int, int, int, int, bool]:
+    """The settings that fix a TinyAttentionModel's parameter shapes and its computation."""
+    if not isinstance(model, TinyAttentionModel):
+        raise ValueError(f"an ensemble holds TinyAttentionModels, got {type(model).__name__}")
+    if model.attention.W_q.bias is None or model.attention.num_kv_heads != model.attention.num_heads:
+        raise ValueError("an ensemble holds models with biased, classic multi-head attention")
+    vocab_size, d_model = model.token.weight.shape
+    return (vocab_size, model.position.weight.shape[0], d_model, model.attention.num_heads, model.causal)
