@@ -23,7 +23,8 @@ help:
 	@echo "              the strict book build and browser tests"
 	@echo "make execute  re-run every notebook in place (nbclient), storing outputs and widget state"
 	@echo "make lab      open JupyterLab on the chapters"
-	@echo "make bench    time the implementations of multi-head attention"
+	@echo "make bench    time the implementations of multi-head attention, and a cached decoding step"
+	@echo "              against its roofline"
 
 $(STAMP): requirements.txt code/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -79,6 +80,7 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m multihead.bench --check
+	$(BIN)/python -m multihead.roofline
 
 clean:
 	rm -rf _build

@@ -4,7 +4,13 @@ import torch.nn.functional as F
 
 from multihead import MultiHeadAttention, causal_mask, count_parameters, mha_parameters, padding_mask, to_torch
 from multihead.counting import kv_cache_bytes
-from multihead.decoding import KVCache, attend_with_cache
+from multihead.decoding import (
+    KVCache,
+    StaticKVCache,
+    attend_with_cache,
+    attend_with_static_cache,
+    grouped_attention,
+)
 from multihead.module import repeat_kv
 
 
@@ -76,3 +82,48 @@ def test_kv_cache_bytes_formula_and_rejections() -> None:
         MultiHeadAttention(64, 8, num_kv_heads=3)
     with pytest.raises(ValueError, match="to_torch needs num_kv_heads == num_heads"):
         to_torch(MultiHeadAttention(64, 8, num_kv_heads=2))
+
+
+@pytest.mark.parametrize("num_kv_heads", [8, 2, 1])  # MHA, GQA, MQA
+@pytest.mark.parametrize("prompt", [0, 1, 4])  # tokens given at once before the one-by-one steps; 0 = empty cache
+def test_static_cache_equals_full_recomputation(num_kv_heads: int, prompt: int) -> None:
+    mha = MultiHeadAttention(64, 8, num_kv_heads=num_kv_heads).eval()
+    x = torch.randn(2, 9, 64)
+    full = mha(x, mask=causal_mask(9))
+    cache = StaticKVCache.for_module(mha, batch_size=2, max_len=12)
+    with torch.no_grad():
+        parts = [attend_with_static_cache(mha, x[:, :prompt], cache)] if prompt else []
+        parts += [attend_with_static_cache(mha, x[:, t : t + 1], cache) for t in range(prompt, 9)]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full)
+    assert len(cache) == 9
+    assert cache.nbytes() == 2 * 2 * num_kv_heads * 12 * 8 * 4  # keys and values, all 12 positions, float32
+
+
+def test_static_cache_writes_in_place_and_refuses_overflow() -> None:
+    cache = StaticKVCache(1, 2, 4, 3)
+    buffer = cache.keys.data_ptr()
+    k, v = cache.append(torch.ones(1, 2, 3, 3), torch.ones(1, 2, 3, 3))
+    assert k.shape == (1, 2, 3, 3) and k.data_ptr() == buffer and v.data_ptr() == cache.values.data_ptr()
+    with pytest.raises(ValueError, match="max_len=4 tokens: 3 stored \\+ 2 new = 5"):
+        cache.append(torch.ones(1, 2, 2, 3), torch.ones(1, 2, 2, 3))
+    with pytest.raises(ValueError, match="h_kv=2"):
+        cache.append(torch.ones(1, 3, 1, 3), torch.ones(1, 3, 1, 3))
+    cache.truncate(1)
+    k, _ = cache.append(2 * torch.ones(1, 2, 1, 3), torch.ones(1, 2, 1, 3))
+    assert k[0, 0, :, 0].tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="length=5"):
+        cache.truncate(5)
+    with pytest.raises(ValueError, match="max_len=0"):
+        StaticKVCache(1, 2, 0, 3)
+
+
+@pytest.mark.parametrize("num_kv_heads", [4, 2, 1])
+def test_grouped_attention_equals_repeated_keys(num_kv_heads: int) -> None:
+    q, k, v = torch.randn(2, 4, 3, 8), torch.randn(2, num_kv_heads, 6, 8), torch.randn(2, num_kv_heads, 6, 8)
+    mask = causal_mask(3, 6)
+    want = F.scaled_dot_product_attention(q, repeat_kv(k, 4), repeat_kv(v, 4), attn_mask=mask)
+    torch.testing.assert_close(grouped_attention(q, k, v, mask), want)
+    unmasked = F.scaled_dot_product_attention(q, repeat_kv(k, 4), repeat_kv(v, 4))
+    torch.testing.assert_close(grouped_attention(q, k, v), unmasked)
+    with pytest.raises(ValueError, match="h=4 divisible by h_kv=3"):
+        grouped_attention(q, torch.randn(2, 3, 6, 8), torch.randn(2, 3, 6, 8))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .attention import scaled_dot_product_attention
-from .heads import merge_heads, split_heads
+from .heads import check_positive, merge_heads, split_heads
 from .masks import causal_mask
 from .module import MultiHeadAttention, repeat_kv
 
@@ -51,4 +51,112 @@ def attend_with_cache(mha: MultiHeadAttention, x_new: torch.Tensor, cache: KVCac
     k, v = (repeat_kv(t, mha.num_heads) for t in (k, v))  # (B, h, T, d_k)
     mask = causal_mask(x_new.shape[1], k.shape[2], device=x_new.device)  # (T_new, T): the new tokens are last
     heads, _ = scaled_dot_product_attention(q, k, v, mask)  # (B, h, T_new, d_k)
+    return mha.W_o(merge_heads(heads))  # (B, T_new, d_model)
+
+
+class StaticKVCache:
+    """Keys and values in buffers allocated once, (B, h_kv, T_max, d_k) each, written in place. Introduced in chapter 9.
+
+    `append` copies only the new tokens' keys and values into the next free positions and
+    returns views of the filled part; nothing already stored is copied again.
+    """
+
+    def __init__(
+        self,
+        batch_size: int,
+        num_kv_heads: int,
+        max_len: int,
+        head_dim: int,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> None:
+        check_positive(batch_size=batch_size, num_kv_heads=num_kv_heads, max_len=max_len, head_dim=head_dim)
+        shape = (batch_size, num_kv_heads, max_len, head_dim)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)  # (B, h_kv, T_max, d_k)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.length = 0  # positions filled so far
+
+    @classmethod
+    def for_module(cls, mha: MultiHeadAttention, batch_size: int, max_len: int) -> StaticKVCache:
+        """An empty cache shaped for `mha`'s key/value heads, on its device and in its dtype."""
+        weight = mha.W_k.weight
+        return cls(batch_size, mha.num_kv_heads, max_len, mha.head_dim, dtype=weight.dtype, device=weight.device)
+
+    @property
+    def max_len(self) -> int:
+        return self.keys.shape[2]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write new keys and values (B, h_kv, T_new, d_k) in place; return views of all (B, h_kv, T, d_k)."""
+        B, h_kv, _, d_k = self.keys.shape
+        if k.shape != v.shape or k.dim() != 4 or (k.shape[0], k.shape[1], k.shape[3]) != (B, h_kv, d_k):
+            raise ValueError(
+                f"new keys {tuple(k.shape)} and values {tuple(v.shape)} must both be (B={B}, h_kv={h_kv}, T_new, d_k={d_k})"
+            )
+        end = self.length + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(
+                f"the cache holds max_len={self.max_len} tokens: {self.length} stored + {k.shape[2]} new = {end}"
+            )
+        self.keys[:, :, self.length : end] = k  # (B, h_kv, T_new, d_k), in place
+        self.values[:, :, self.length : end] = v
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]  # views, no copy
+
+    def truncate(self, length: int) -> None:
+        """Forget every token from position `length` on (to re-run a step, or to drop a draft)."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"length={length} must be between 0 and the {self.length} tokens stored")
+        self.length = length
+
+    def nbytes(self) -> int:
+        """Bytes held by the buffers, filled or not."""
+        return 2 * self.keys.numel() * self.keys.element_size()
+
+
+def grouped_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Attention of h query heads on h_kv shared key/value heads, with no copy of k or v. Introduced in chapter 9.
+
+    q (B, h, T_q, d_k); k, v (B, h_kv, T_k, d_k); mask (T_q, T_k), True = may attend, leaving every
+    query at least one key (a causal mask does), or None. The g = h / h_kv query heads of a group
+    are stacked along the query axis, so each key/value head is read once, by one product of a
+    (g * T_q, d_k) matrix with a (d_k, T_k) one, instead of g products of (T_q, d_k) with copies.
+    """
+    if q.dim() != 4 or k.dim() != 4 or k.shape != v.shape:
+        raise ValueError(
+            f"need q (B, h, T_q, d_k) and k, v (B, h_kv, T_k, d_k), got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    B, h, T_q, d_k = q.shape
+    h_kv, T_k = k.shape[1], k.shape[2]
+    if k.shape[0] != B or k.shape[3] != d_k or h % h_kv:
+        raise ValueError(
+            f"q {tuple(q.shape)} and k {tuple(k.shape)}: need the same B and d_k, and h={h} divisible by h_kv={h_kv}"
+        )
+    g = h // h_kv
+    q = q.reshape(B, h_kv, g * T_q, d_k) * d_k**-0.5  # (B, h_kv, g*T_q, d_k): heads of a group stacked, scaled
+    scores = q @ k.transpose(-2, -1)  # (B, h_kv, g*T_q, T_k)
+    if mask is not None:
+        scores = scores.view(B, h_kv, g, T_q, T_k).masked_fill(~mask, float("-inf")).view(B, h_kv, g * T_q, T_k)
+    out = scores.softmax(dim=-1) @ v  # (B, h_kv, g*T_q, d_k)
+    return out.view(B, h, T_q, d_k)  # head i*g + j is row block j of group i
+
+
+def attend_with_static_cache(mha: MultiHeadAttention, x_new: torch.Tensor, cache: StaticKVCache) -> torch.Tensor:
+    """`attend_with_cache` without copies: keys and values written in place, groups attended as one. Introduced in chapter 9.
+
+    x_new (B, T_new, d_model) -> (B, T_new, d_model), the same rows a full causal forward gives.
+    """
+    q = split_heads(mha.W_q(x_new), mha.num_heads)  # (B, h, T_new, d_k)
+    k_new = split_heads(mha.W_k(x_new), mha.num_kv_heads)  # (B, h_kv, T_new, d_k)
+    v_new = split_heads(mha.W_v(x_new), mha.num_kv_heads)
+    k, v = cache.append(k_new, v_new)  # (B, h_kv, T, d_k) views of the buffers
+    T_new = x_new.shape[1]
+    mask = None if T_new == 1 else causal_mask(T_new, k.shape[2], device=x_new.device)  # one new token sees all
+    heads = grouped_attention(q, k, v, mask)  # (B, h, T_new, d_k)
     return mha.W_o(merge_heads(heads))  # (B, T_new, d_model)
