@@ -148,3 +148,28 @@ def test_forward_rejects_bad_inputs() -> None:
         mha(torch.randn(2, 5, 16), torch.randn(3, 5, 16))
     with pytest.raises(ValueError, match=r"mask of shape \(4, 4\) cannot broadcast to .*\(2, 4, 5, 5\)"):
         mha(torch.randn(2, 5, 16), mask=torch.ones(4, 4, dtype=torch.bool))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: MultiHeadAttention(16, True), "num_heads=True"),
+        (lambda: MultiHeadAttention("16", 4), "d_model='16'"),
+        (lambda: MultiHeadAttention(16, 4, num_kv_heads=True), "num_kv_heads=True"),
+        (lambda: MultiHeadAttention(16, 4, dropout="0.1"), "dropout='0.1'"),
+        (lambda: PerHeadAttention(16, 4, dropout=1.0), "dropout=1.0"),
+    ],
+)
+def test_settings_a_learner_might_try_are_named(make, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("module", [MultiHeadAttention(16, 4), PerHeadAttention(16, 4)])
+def test_inputs_a_learner_might_try_are_named(module) -> None:
+    with pytest.raises(ValueError, match="x must be a torch.Tensor .* got list"):
+        module([[0.0] * 16])
+    with pytest.raises(ValueError, match="x has dtype torch.float64 but the module's weights are torch.float32"):
+        module(torch.randn(1, 3, 16, dtype=torch.float64))
+    with pytest.raises(ValueError, match="context has dtype torch.float16"):
+        module(torch.randn(1, 3, 16), torch.randn(1, 3, 16).half())

@@ -161,6 +161,10 @@ def test_train_together_rejects_mismatched_inputs() -> None:
         train_together(models, make_batch, token_loss, steps=2, seeds=(0,))
     with pytest.raises(ValueError, match="steps=0"):
         train_together(models[:1], make_batch, token_loss, steps=0, seeds=(0,))
+    dropping = TinyAttentionModel(5, 4, 8, 2)
+    dropping.attention.dropout = 0.1
+    with pytest.raises(ValueError, match="dropout=0.1"):
+        train_together([dropping], make_batch, token_loss, steps=2, seeds=(0,))
 
 
 @pytest.mark.parametrize("causal", [False, True])

@@ -5,9 +5,14 @@ from __future__ import annotations
 import torch
 
 
+def is_positive_int(value: object) -> bool:
+    """True for a positive int; False for bool (True is an int in Python), float, str. Introduced in chapter 2."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def check_positive(**sizes: int) -> None:
     """Raise ValueError naming every size that is not a positive integer. Introduced in chapter 2."""
-    bad = [f"{name}={value}" for name, value in sizes.items() if not (isinstance(value, int) and value > 0)]
+    bad = [f"{name}={value!r}" for name, value in sizes.items() if not is_positive_int(value)]
     if bad:
         raise ValueError(f"sizes must be positive integers, got {', '.join(bad)}")
 
@@ -26,7 +31,9 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
         raise ValueError(f"split_heads expects (B, T, d_model), got shape {tuple(x.shape)}")
     B, T, d_model = x.shape
     d_k = head_dim(d_model, num_heads)
-    x = x.reshape(B, T, num_heads, d_k)  # (B, T, h, d_k); a view, no copy, for contiguous x
+    # reshape rather than view: a view for contiguous x (no copy, as in the chapter), and a copy
+    # instead of an error for a non-contiguous one, such as a transposed tensor
+    x = x.reshape(B, T, num_heads, d_k)  # (B, T, h, d_k)
     return x.transpose(1, 2)  # (B, h, T, d_k)
 
 

@@ -13,16 +13,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import scaled_dot_product_attention
-from .heads import head_dim, merge_heads, split_heads
+from .heads import head_dim, is_positive_int, merge_heads, split_heads
 from .masks import check_mask, guard_empty_rows
 
 
 def _check_inputs(
-    x: torch.Tensor, context: torch.Tensor | None, mask: torch.Tensor | None, d_model: int, num_heads: int
+    x: torch.Tensor,
+    context: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    d_model: int,
+    num_heads: int,
+    dtype: torch.dtype,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Validate x (B, T_q, d_model), context (B, T_k, d_model) and mask; return (context, mask (B, h, T_q, T_k))."""
     context = x if context is None else context
     for name, t in (("x", x), ("context", context)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor of shape (B, T, d_model={d_model}), got {type(t).__name__}")
+        if t.dtype != dtype:
+            raise ValueError(f"{name} has dtype {t.dtype} but the module's weights are {dtype}: convert one of them")
         if t.dim() != 3 or t.shape[-1] != d_model:
             raise ValueError(f"{name} must have shape (B, T, d_model={d_model}), got {tuple(t.shape)}")
     if context.shape[0] != x.shape[0]:
@@ -31,6 +40,11 @@ def _check_inputs(
         shape = (x.shape[0], num_heads, x.shape[1], context.shape[1])  # (B, h, T_q, T_k)
         mask = check_mask(mask, shape).expand(shape)
     return context, mask
+
+
+def _check_dropout(dropout: float) -> None:
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout={dropout!r} must be a number in [0, 1)")
 
 
 class MultiHeadAttention(nn.Module):
@@ -52,11 +66,10 @@ class MultiHeadAttention(nn.Module):
     ) -> None:
         super().__init__()
         self.head_dim = head_dim(d_model, num_heads)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout} must be in [0, 1)")
+        _check_dropout(dropout)
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
-        if not (isinstance(num_kv_heads, int) and num_kv_heads > 0 and num_heads % num_kv_heads == 0):
-            raise ValueError(f"num_kv_heads={num_kv_heads} must be a positive divisor of num_heads={num_heads}")
+        if not (is_positive_int(num_kv_heads) and num_heads % num_kv_heads == 0):
+            raise ValueError(f"num_kv_heads={num_kv_heads!r} must be a positive divisor of num_heads={num_heads}")
         self.d_model, self.num_heads, self.num_kv_heads, self.dropout = d_model, num_heads, num_kv_heads, dropout
         kv_width = num_kv_heads * self.head_dim
         self.W_q = nn.Linear(d_model, d_model, bias=bias)
@@ -77,7 +90,7 @@ class MultiHeadAttention(nn.Module):
         `head_mask` (h,) scales each head's output before the merge: 0 switches a head off
         (chapter 6's ablations).
         """
-        context, mask = _check_inputs(x, context, mask, self.d_model, self.num_heads)
+        context, mask = _check_inputs(x, context, mask, self.d_model, self.num_heads, self.W_q.weight.dtype)
         if head_mask is not None and head_mask.shape != (self.num_heads,):
             raise ValueError(f"head_mask must have shape (num_heads={self.num_heads},), got {tuple(head_mask.shape)}")
         dropout = self.dropout if self.training else 0.0
@@ -150,8 +163,7 @@ class PerHeadAttention(nn.Module):
     def __init__(self, d_model: int, num_heads: int, *, bias: bool = True, dropout: float = 0.0) -> None:
         super().__init__()
         self.head_dim = head_dim(d_model, num_heads)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout} must be in [0, 1)")
+        _check_dropout(dropout)
         self.d_model, self.num_heads, self.dropout = d_model, num_heads, dropout
         self.heads = nn.ModuleList(AttentionHead(d_model, self.head_dim, bias=bias) for _ in range(num_heads))
         self.W_o = nn.Linear(d_model, d_model, bias=bias)
@@ -164,7 +176,7 @@ class PerHeadAttention(nn.Module):
         return_attention: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Same contract as MultiHeadAttention.forward, one head at a time."""
-        context, mask = _check_inputs(x, context, mask, self.d_model, self.num_heads)
+        context, mask = _check_inputs(x, context, mask, self.d_model, self.num_heads, self.W_o.weight.dtype)
         dropout = self.dropout if self.training else 0.0
         results = [
             head(x, context, None if mask is None else mask[:, i : i + 1], dropout)  # (B, T_q, d_k), (B, T_q, T_k)

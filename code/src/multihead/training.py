@@ -196,5 +196,7 @@ def _config(model: TinyAttentionModel) -> tuple[int, int, int, int, bool]:
         raise ValueError(f"an ensemble holds TinyAttentionModels, got {type(model).__name__}")
     if model.attention.W_q.bias is None or model.attention.num_kv_heads != model.attention.num_heads:
         raise ValueError("an ensemble holds models with biased, classic multi-head attention")
+    if model.attention.dropout:
+        raise ValueError(f"an ensemble runs no dropout, got dropout={model.attention.dropout}")
     vocab_size, d_model = model.token.weight.shape
     return (vocab_size, model.position.weight.shape[0], d_model, model.attention.num_heads, model.causal)
