@@ -71,3 +71,19 @@ def test_converters_reject_bad_shapes() -> None:
 def test_mask_builders_reject(call, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_is_causal_aligns_top_left_unlike_the_cache_mask() -> None:
+    """SDPA's is_causal=True hides keys that a cached step must see; causal_mask(T_new, T) does not."""
+    import torch.nn.functional as F
+
+    q, k, v = torch.randn(1, 2, 2, 4), torch.randn(1, 2, 5, 4), torch.randn(1, 2, 5, 4)
+    top_left = torch.ones(2, 5, dtype=torch.bool).tril()
+    torch.testing.assert_close(
+        F.scaled_dot_product_attention(q, k, v, is_causal=True), F.scaled_dot_product_attention(q, k, v, attn_mask=top_left)
+    )
+    bottom_right = causal_mask(2, 5)
+    assert bottom_right[-1].all() and not top_left[-1].all()
+    assert not torch.allclose(
+        F.scaled_dot_product_attention(q, k, v, is_causal=True), F.scaled_dot_product_attention(q, k, v, attn_mask=bottom_right)
+    )

@@ -64,4 +64,4 @@ def test_machine_rates_and_report() -> None:
 def test_command_line_prints_the_decode_table(capsys) -> None:
     assert main(["--d-model", "32", "--num-heads", "4", "--kv-heads", "4", "1", "--cache-lens", "8", "--rounds", "3", "--min-mib", "0"]) == 0
     out = capsys.readouterr().out
-    assert "read bandwidth" in out and "fraction" in out and "cat ms" in out
+    assert "read bandwidth" in out and "fraction" in out and "cat ms" in out and "MFLOP" in out

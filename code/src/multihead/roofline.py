@@ -182,10 +182,13 @@ def measure(
     return rows, bandwidth, rate
 
 
-def report(rows: list[Row], bandwidth: float, rate: float, *, baseline: list[Row] | None = None) -> str:
+def report(
+    rows: list[Row], bandwidth: float, rate: float, *, baseline: list[Row] | None = None, flops: bool = False
+) -> str:
     """The decode table: median step per layer, its range, bytes read, floor, bound, fraction. Introduced in chapter 9.
 
-    With `baseline` (the same steps with the torch.cat cache), a last column gives its median.
+    With `baseline` (the same steps with the torch.cat cache), a column gives its median; with
+    `flops`, a last column gives the FLOPs of a step in millions.
     """
     first = rows[0].step
     lines = [
@@ -193,7 +196,7 @@ def report(rows: list[Row], bandwidth: float, rate: float, *, baseline: list[Row
         f"float32, B={first.batch_size}, d_model={first.d_model}, h={first.num_heads}; "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads",
         f"{'T':>6}{'h_kv':>5}{'layers':>7}{'step ms':>9}{'range':>12}{'MiB':>7}{'floor ms':>9}"
-        f"{'bound':>8}{'fraction':>9}" + (f"{'cat ms':>8}" if baseline else ""),
+        f"{'bound':>8}{'fraction':>9}" + (f"{'cat ms':>8}" if baseline else "") + (f"{'MFLOP':>7}" if flops else ""),
     ]
     for i, r in enumerate(rows):
         spread = f"{min(r.times_ms):.2f}-{max(r.times_ms):.2f}"
@@ -203,6 +206,8 @@ def report(rows: list[Row], bandwidth: float, rate: float, *, baseline: list[Row
         )
         if baseline:
             line += f"{baseline[i].median_ms:>8.2f}"
+        if flops:
+            line += f"{r.step.flops() / 1e6:>7.1f}"
         lines.append(line)
     return "\n".join(lines)
 
@@ -225,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_baseline:
         rounds = max(3, args.rounds // 3)
         baseline, _, _ = measure(steps, static=False, rounds=rounds, bandwidth=bandwidth, rate=rate, min_bytes=min_bytes)
-    print(report(rows, bandwidth, rate, baseline=baseline))
+    print(report(rows, bandwidth, rate, baseline=baseline, flops=True))
     return 0
 
 
