@@ -127,3 +127,12 @@ def test_grouped_attention_equals_repeated_keys(num_kv_heads: int) -> None:
     torch.testing.assert_close(grouped_attention(q, k, v), unmasked)
     with pytest.raises(ValueError, match="h=4 divisible by h_kv=3"):
         grouped_attention(q, torch.randn(2, 3, 6, 8), torch.randn(2, 3, 6, 8))
+
+
+def test_both_caches_forget_alike() -> None:
+    for cache in (KVCache(), StaticKVCache(1, 2, 4, 3)):
+        cache.append(torch.ones(1, 2, 3, 3), torch.ones(1, 2, 3, 3))
+        cache.truncate(1)
+        assert len(cache) == 1
+        with pytest.raises(ValueError, match="length=2"):
+            cache.truncate(2)

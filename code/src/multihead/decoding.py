@@ -37,6 +37,13 @@ class KVCache:
         """Bytes held by the cache."""
         return 0 if self.keys is None else 2 * self.keys.numel() * self.keys.element_size()
 
+    def truncate(self, length: int) -> None:
+        """Forget every token from position `length` on."""
+        if not 0 <= length <= len(self):
+            raise ValueError(f"length={length} must be between 0 and the {len(self)} tokens stored")
+        if self.keys is not None:
+            self.keys, self.values = self.keys[:, :, :length], self.values[:, :, :length]
+
 
 def attend_with_cache(mha: MultiHeadAttention, x_new: torch.Tensor, cache: KVCache) -> torch.Tensor:
     """Causal self-attention for the newest tokens x_new (B, T_new, d_model), using and extending the cache.

@@ -127,14 +127,8 @@ class DecodeStack:
         for mha, cache in zip(self.layers, self.caches):
             x = (attend_with_static_cache if self.static else attend_with_cache)(mha, x, cache)  # (B, 1, d_model)
         for cache in self.caches:
-            self._forget_last(cache)
+            cache.truncate(len(cache) - 1)  # forget the new token again
         return x
-
-    def _forget_last(self, cache: StaticKVCache | KVCache) -> None:
-        if isinstance(cache, StaticKVCache):
-            cache.truncate(len(cache) - 1)
-        else:
-            cache.keys, cache.values = cache.keys[:, :, :-1], cache.values[:, :, :-1]
 
 
 @dataclass
