@@ -59,8 +59,15 @@ test-nbval: $(STAMP)
 test-portable: $(STAMP)
 	$(PORTABLE_ENV) $(BIN)/python -m pytest --nbval $(NOTEBOOKS)
 
+# The build log is long; when the build fails, its warnings and the notebook tracebacks are
+# repeated at the end, where a truncated CI log still shows them.
 test-book: $(STAMP) $(CACHE_STAMP)
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	@rm -rf _build/html/reports
+	@set -o pipefail; $(BIN)/jupyter-book build . -W -n --keep-going 2>&1 | tee _build/book.log || { \
+	  echo "== the build's warnings"; grep -E "WARNING|ERROR" _build/book.log | grep -v IPKernelApp; \
+	  for log in $$(find _build/html/reports -name '*.log' 2>/dev/null); do \
+	    echo "== $$log"; tail -n 25 "$$log"; done; \
+	  exit 1; }
 
 # Without a browser the step says plainly that it skipped; under CI (CI=true) that is a failure.
 test-browser: $(STAMP)
