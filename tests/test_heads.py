@@ -77,3 +77,12 @@ def test_split_rejects_wrong_rank_and_width() -> None:
         split_heads(torch.randn(2, 3, 10), 4)
     with pytest.raises(ValueError, match=r"\(B, h, T, d_k\), got shape \(2, 3, 10\)"):
         merge_heads(torch.randn(2, 3, 10))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_split_heads_copies_nothing(layout: str) -> None:
+    """Cutting the last axis is a view for any strides, so the heads share the input's memory."""
+    x = torch.randn(2, 6, 8) if layout == "contiguous" else torch.randn(2, 8, 6).transpose(1, 2)  # (B, T, d_model)
+    heads = split_heads(x, 4)  # (B, h, T, d_k)
+    assert heads.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+    torch.testing.assert_close(merge_heads(heads), x, rtol=0, atol=0)

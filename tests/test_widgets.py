@@ -43,7 +43,7 @@ def test_explorer_explains_indivisible_d_model() -> None:
 
 def test_every_state_is_precomputed_and_linked_in_the_browser() -> None:
     explorer = shape_explorer()
-    assert len(explorer.leaves) == 3 * 3 * 3 * 6
+    assert len(explorer.leaves) == 3 * 3 * 3 * 8
     # Each Stack level is driven by one control through a browser-side link.
     stack = explorer.view.children[-1]  # below the panel of controls
     for depth, control in enumerate(explorer.controls):

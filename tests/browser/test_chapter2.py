@@ -43,7 +43,9 @@ def test_shape_explorer_responds_without_a_kernel(page: tuple[Page, PageLog], si
     handle.press("ArrowLeft")  # h: 4 -> 3, which does not divide 512
     expect(shown).to_contain_text("d_model=512 is not divisible by num_heads=3")
     handle.press("ArrowRight")
-    handle.press("ArrowRight")  # h: 3 -> 4 -> 8
+    handle.press("ArrowRight")  # h: 3 -> 4 -> 6, which does not divide 512 either
+    expect(shown).to_contain_text("d_model=512 is not divisible by num_heads=6")
+    handle.press("ArrowRight")  # h: 6 -> 8
     expect(shown).to_contain_text("d_k = 512 / 8 = 64")
     expect(shown).to_contain_text("(4, 8, 16, 64)")
     page.locator(".shape-explorer").screenshot(path=SCREENSHOTS / "chapter2-explorer-h8.png")

@@ -159,7 +159,7 @@ def shape_explorer(
     batch_sizes: Sequence[int] = (1, 4, 32),
     seq_lens: Sequence[int] = (16, 128, 1024),
     d_models: Sequence[int] = (256, 512, 768),
-    head_counts: Sequence[int] = (1, 2, 3, 4, 8, 12),
+    head_counts: Sequence[int] = (1, 2, 3, 4, 6, 8, 12, 16),
 ) -> PrecomputedView:
     """Pick B, T, d_model and h; see every intermediate shape. Introduced in chapter 2."""
     controls = [
