@@ -56,7 +56,7 @@ def test_matches_nn_multihead_attention(bias: bool, cross: bool, mask_kind: str,
     )
     torch.testing.assert_close(out, want)
     torch.testing.assert_close(attn, want_attn)
-    torch.testing.assert_close(mha(x, context, mask), want)  # the fast path, through F.scaled_dot_product_attention
+    torch.testing.assert_close(mha(x, context, mask), want)  # the fused path, through F.scaled_dot_product_attention
 
 
 def test_per_head_mask_matches_torch_3d_attn_mask() -> None:

@@ -10,6 +10,7 @@ from .masks import (
     from_torch_attn_mask,
     from_torch_key_padding_mask,
     padding_mask,
+    sliding_window_mask,
     to_additive,
     to_torch_attn_mask,
     to_torch_key_padding_mask,
@@ -24,6 +25,7 @@ from .module import (
     to_torch,
 )
 from .plotting import figure_to_png, plot_attention, plot_heads
+from .positions import rotary
 
 __all__ = [
     "AttentionHead",
@@ -46,7 +48,9 @@ __all__ = [
     "padding_mask",
     "plot_attention",
     "plot_heads",
+    "rotary",
     "scaled_dot_product_attention",
+    "sliding_window_mask",
     "split_heads",
     "to_additive",
     "to_per_head",

@@ -13,8 +13,9 @@ import torch
 
 from .attention import scaled_dot_product_attention
 from .heads import check_positive, merge_heads, split_heads
-from .masks import causal_mask
+from .masks import causal_mask, sliding_window_mask
 from .module import MultiHeadAttention, repeat_kv
+from .positions import rotary
 
 
 @dataclass
@@ -43,6 +44,14 @@ class KVCache:
             raise ValueError(f"length={length} must be between 0 and the {len(self)} tokens stored")
         if self.keys is not None:
             self.keys, self.values = self.keys[:, :, :length], self.values[:, :, :length]
+
+    def keep_last(self, length: int) -> None:
+        """Forget every token but the last `length` (a sliding window); fewer stored means no change."""
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise ValueError(f"length={length!r} must be a non-negative integer")
+        if self.keys is not None and len(self) > length:
+            start = len(self) - length
+            self.keys, self.values = self.keys[:, :, start:], self.values[:, :, start:]  # (B, h_kv, length, d_k)
 
 
 def attend_with_cache(mha: MultiHeadAttention, x_new: torch.Tensor, cache: KVCache) -> torch.Tensor:
@@ -166,4 +175,49 @@ def attend_with_static_cache(mha: MultiHeadAttention, x_new: torch.Tensor, cache
     T_new = x_new.shape[1]
     mask = None if T_new == 1 else causal_mask(T_new, k.shape[2], device=x_new.device)  # one new token sees all
     heads = grouped_attention(q, k, v, mask)  # (B, h, T_new, d_k)
+    return mha.W_o(merge_heads(heads))  # (B, T_new, d_model)
+
+
+def attend_with_rotary_cache(
+    mha: MultiHeadAttention,
+    x_new: torch.Tensor,
+    cache: KVCache | StaticKVCache,
+    *,
+    start: int | None = None,
+    base: float = 10000.0,
+) -> torch.Tensor:
+    """Cached causal self-attention with RoPE on q and k; the cache stores rotated keys. Introduced in chapter 9.
+
+    x_new (B, T_new, d_model) holds the tokens at positions start .. start + T_new - 1; `start`
+    defaults to the number of tokens cached (pass it when the cache was trimmed to a window).
+    Returns (B, T_new, d_model).
+    """
+    start = len(cache) if start is None else start
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ValueError(f"start={start!r} must be a non-negative integer position")
+    T_new = x_new.shape[1]
+    positions = torch.arange(start, start + T_new)  # (T_new,)
+    q = rotary(split_heads(mha.W_q(x_new), mha.num_heads), positions, base)  # (B, h, T_new, d_k)
+    k_new = rotary(split_heads(mha.W_k(x_new), mha.num_kv_heads), positions, base)  # (B, h_kv, T_new, d_k)
+    v_new = split_heads(mha.W_v(x_new), mha.num_kv_heads)  # values are not rotated
+    k, v = cache.append(k_new, v_new)  # (B, h_kv, T, d_k): rotated keys, stored once
+    mask = None if T_new == 1 else causal_mask(T_new, k.shape[2], device=x_new.device)
+    heads = grouped_attention(q, k, v, mask)  # (B, h, T_new, d_k)
+    return mha.W_o(merge_heads(heads))  # (B, T_new, d_model)
+
+
+def attend_with_window_cache(mha: MultiHeadAttention, x_new: torch.Tensor, cache: KVCache, window: int) -> torch.Tensor:
+    """Cached sliding-window self-attention; the cache keeps only the last `window` tokens. Introduced in chapter 9.
+
+    x_new (B, T_new, d_model) -> (B, T_new, d_model): the same rows a full pass with
+    `sliding_window_mask(T, window=window)` gives.
+    """
+    check_positive(window=window)
+    q = split_heads(mha.W_q(x_new), mha.num_heads)  # (B, h, T_new, d_k)
+    k_new = split_heads(mha.W_k(x_new), mha.num_kv_heads)  # (B, h_kv, T_new, d_k)
+    v_new = split_heads(mha.W_v(x_new), mha.num_kv_heads)
+    k, v = cache.append(k_new, v_new)  # (B, h_kv, T, d_k), T <= window + T_new
+    mask = sliding_window_mask(x_new.shape[1], k.shape[2], window=window, device=x_new.device)  # (T_new, T)
+    heads = grouped_attention(q, k, v, mask)  # (B, h, T_new, d_k)
+    cache.keep_last(window)  # the last window tokens; the next query sees window - 1 of them and itself
     return mha.W_o(merge_heads(heads))  # (B, T_new, d_model)

@@ -24,6 +24,22 @@ def causal_mask(T_q: int, T_k: int | None = None, device: torch.device | str | N
     return torch.ones(T_q, T_k, dtype=torch.bool, device=device).tril(diagonal=T_k - T_q)  # (T_q, T_k)
 
 
+def sliding_window_mask(
+    T_q: int, T_k: int | None = None, *, window: int, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """(T_q, T_k) mask letting the query at position t see keys t - window + 1 .. t only. Introduced in chapter 9.
+
+    As in `causal_mask`, with T_k > T_q the queries are the last T_q positions.
+    """
+    T_k = T_q if T_k is None else T_k
+    check_positive(T_q=T_q, T_k=T_k, window=window)
+    if T_k < T_q:
+        raise ValueError(f"a sliding-window mask needs T_k >= T_q, got T_q={T_q}, T_k={T_k}")
+    ones = torch.ones(T_q, T_k, dtype=torch.bool, device=device)
+    offset = T_k - T_q  # query i sits at position offset + i
+    return ones.tril(diagonal=offset) & ones.triu(diagonal=offset - window + 1)  # (T_q, T_k)
+
+
 def padding_mask(lengths: torch.Tensor | list[int], T_k: int) -> torch.Tensor:
     """(B, 1, 1, T_k) mask letting every query see the first lengths[b] keys. Introduced in chapter 3."""
     lengths = torch.as_tensor(lengths)
