@@ -87,3 +87,8 @@ def test_rotary_cache_rejects_a_negative_start() -> None:
     mha = MultiHeadAttention(16, 2).eval()
     with pytest.raises(ValueError, match="start=-1"):
         attend_with_rotary_cache(mha, torch.randn(1, 1, 16), KVCache(), start=-1)
+
+
+def test_rotary_rejects_integer_input() -> None:
+    with pytest.raises(ValueError, match="floating point"):
+        rotary(torch.ones(1, 3, 4, dtype=torch.long), torch.arange(3))

@@ -294,7 +294,7 @@ def _probe_padding(fn: Callable[..., torch.Tensor]) -> str | None:
     if problem := _bad_output(got, want.shape):
         return problem
     if not torch.allclose(got, want, atol=1e-5):
-        return "all values are equal but the outputs differ: do weights sum to 1?"
+        return "all values are equal, yet the output is not that value"
     return None
 
 

@@ -18,7 +18,9 @@ def rotary_angles(positions: torch.Tensor, head_dim: int, base: float = 10000.0)
         raise ValueError(f"base={base!r} must be a number greater than 1")
     positions = torch.as_tensor(positions)
     if positions.dim() != 1 or positions.is_complex() or positions.dtype == torch.bool:
-        raise ValueError(f"positions must be a 1-d tensor of real numbers, got shape {tuple(positions.shape)}")
+        raise ValueError(
+            f"positions must be a 1-d tensor of real numbers, got shape {tuple(positions.shape)}, dtype={positions.dtype}"
+        )
     exponents = torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim  # (d_k / 2,): 2i / d_k
     frequencies = base**-exponents  # (d_k / 2,)
     return positions.to("cpu", torch.float64)[:, None] * frequencies  # (T, d_k / 2)
@@ -33,6 +35,8 @@ def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> t
     """
     if x.dim() < 2:
         raise ValueError(f"x must have shape (..., T, d_k), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be floating point, got dtype={x.dtype}: cos and sin would round to integers")
     T, d_k = x.shape[-2], x.shape[-1]
     if d_k % 2:
         raise ValueError(f"d_k={d_k} is odd: RoPE turns pairs of features, so d_k must be even")
