@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
+import string
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -110,3 +114,147 @@ def next_token_windows(
     starts = torch.randint(len(stream) - seq_len, (batch_size,), generator=rng)  # (B,)
     windows = stream[starts[:, None] + torch.arange(seq_len + 1)]  # (B, T + 1)
     return windows[:, :-1], windows[:, 1:]
+
+
+def grammar_sentences() -> dict[str, float]:
+    """Every sentence `story_sentences` can produce, with its probability. Introduced in chapter 6.
+
+    The template is uniform, each field is uniform over its options, and name2 is uniform over
+    the names other than name; fields a template does not use leave its sentence unchanged.
+    """
+    names = GRAMMAR["name"]
+    result: dict[str, float] = {}
+    for template in TEMPLATES:
+        used = sorted({field for _, field, _, _ in string.Formatter().parse(template) if field})
+        choices = [
+            [(n, 1.0) for n in names] if key == "name2" else [(o, 1.0 / len(GRAMMAR[key])) for o in GRAMMAR[key]]
+            for key in used
+        ]
+        for combo in itertools.product(*choices):
+            fields = {key: value for key, (value, _) in zip(used, combo)}
+            if "name2" in fields and fields["name2"] == fields.get("name"):
+                continue
+            p = 1.0 / len(TEMPLATES)
+            for key, (_, q) in zip(used, combo):
+                p *= 1.0 / (len(names) - 1) if key == "name2" else q
+            sentence = template.format(**fields)
+            result[sentence] = result.get(sentence, 0.0) + p
+    return result
+
+
+def window_entropy(sentences: dict[str, float], seq_len: int, end: str = ".") -> torch.Tensor:
+    """The least possible loss at each position of a window, in nats, (seq_len,). Introduced in chapter 6.
+
+    The text is an endless stream of independent sentences drawn with the given probabilities,
+    each ending with the token `end` (and containing it nowhere else); a window of seq_len
+    tokens starts at a uniformly random token. Entry t is the conditional entropy of the token
+    after window position t given window tokens 0..t: the loss of the best possible predictor,
+    one that knows the grammar. Its mean is the floor of `token_loss` on such windows.
+    """
+    if seq_len < 1:
+        raise ValueError(f"seq_len={seq_len!r} must be at least 1")
+    total = sum(sentences.values())
+    if not sentences or abs(total - 1.0) > 1e-6:
+        raise ValueError(f"the probabilities must sum to 1, got {total!r}")
+    tokens = {s: word_tokens(s.lower()) for s in sentences}
+    for s, words in tokens.items():
+        if words[-1] != end or end in words[:-1]:
+            raise ValueError(f"every sentence must end with {end!r} and contain it only there, got {s!r}")
+    mean_len = sum(p * len(tokens[s]) for s, p in sentences.items())
+    weights = [(words, p / mean_len) for s, p in sentences.items() for words in [tokens[s]]]  # per position
+
+    def loss(key: Callable[[list[str], int], tuple[str, ...]], after_end: float) -> float:
+        """Expected -log q(next | key(words, j)) over all positions (sentence, j)."""
+        counts: dict[tuple[str, ...], dict[str, float]] = {}
+        for words, w in weights:
+            for j in range(len(words) - 1):
+                options = counts.setdefault(key(words, j), {})
+                options[words[j + 1]] = options.get(words[j + 1], 0.0) + w
+        result = 0.0
+        for words, w in weights:
+            result += w * after_end  # j = last: the next token starts a new sentence
+            for j in range(len(words) - 1):
+                options = counts[key(words, j)]
+                result -= w * math.log(options[words[j + 1]] / sum(options.values()))
+        return result
+
+    first: dict[str, float] = {}
+    for s, p in sentences.items():
+        first[tokens[s][0]] = first.get(tokens[s][0], 0.0) + p
+    after_end = -sum(q * math.log(q) for q in first.values())  # entropy of a sentence's first token
+
+    longest = max(len(words) for words in tokens.values())
+    entropies: list[float] = []
+    for n in range(1, seq_len + 1):  # n = t + 1 tokens of context
+        if n > longest:  # every context reaches back to the previous `end`: nothing more to learn
+            entropies.append(entropies[-1])
+            continue
+
+        def key(words: list[str], j: int, n: int = n) -> tuple[str, ...]:
+            if n >= j + 2:  # the previous `end` is in sight: the sentence so far is known
+                return (end, *words[: j + 1])
+            return tuple(words[j - n + 1 : j + 1])  # a piece of one sentence, its start unseen
+
+        entropies.append(loss(key, after_end))
+    return torch.tensor(entropies, dtype=torch.float64)
+
+
+def sample_sentences(sentences: dict[str, float], count: int, rng: torch.Generator) -> list[str]:
+    """count sentences drawn with replacement, with the given probabilities renormalised. Introduced in chapter 6."""
+    if count < 1 or not sentences:
+        raise ValueError(f"need count >= 1 and at least one sentence, got count={count!r}, {len(sentences)} sentences")
+    pool = list(sentences)
+    probs = torch.tensor([sentences[s] for s in pool], dtype=torch.float64)  # (S,)
+    picks = torch.multinomial(probs, count, replacement=True, generator=rng)  # (count,)
+    return [pool[i] for i in picks.tolist()]
+
+
+def split_sentences(
+    sentences: dict[str, float], sizes: Sequence[int], rng: torch.Generator
+) -> list[dict[str, float]]:
+    """Disjoint random pools of distinct sentences, one per size, then one with the rest. Introduced in chapter 6.
+
+    Each pool keeps the sentences' probabilities (not renormalised; `sample_sentences` does that).
+    """
+    if any(size < 1 for size in sizes) or sum(sizes) >= len(sentences):
+        raise ValueError(f"sizes={list(sizes)!r} must be positive and leave sentences for the rest of {len(sentences)}")
+    pool = list(sentences)
+    order = torch.randperm(len(pool), generator=rng).tolist()  # (S,) a shuffled index
+    bounds = [0, *itertools.accumulate(sizes), len(pool)]
+    return [{pool[i]: sentences[pool[i]] for i in order[a:b]} for a, b in zip(bounds, bounds[1:])]
+
+
+@dataclass
+class StoryCorpus:
+    """Chapter 6's text: the grammar's distinct sentences split into test, validation and training pools.
+
+    Introduced in chapter 6. No sentence of one pool occurs in another, so the test loss
+    measures the grammar learned, not sentences memorised.
+    """
+
+    vocab: Vocabulary  # every word the grammar can produce
+    pools: dict[str, dict[str, float]]  # "train", "validation", "test" -> sentence -> probability
+    sentences: dict[str, list[str]]  # the same keys -> the sentences drawn for that text, in order
+    streams: dict[str, torch.Tensor]  # the same keys -> (N,) word ids of those sentences joined
+
+
+def story_corpus(
+    train: int = 2000, held_out: int = 400, pool_size: int = 240, seed: int = 0
+) -> StoryCorpus:
+    """Split the grammar by distinct sentence and draw train/validation/test text. Introduced in chapter 6.
+
+    pool_size distinct sentences each are held out for test and validation; `train` sentences
+    are drawn from the rest and `held_out` from each held-out pool, with the grammar's
+    probabilities renormalised within the pool.
+    """
+    grammar = grammar_sentences()
+    test, validation, rest = split_sentences(grammar, [pool_size, pool_size], generator(seed))
+    pools = {"train": rest, "validation": validation, "test": test}
+    counts = {"train": train, "validation": held_out, "test": held_out}
+    vocab = Vocabulary.from_sentences(list(grammar))
+    sentences = {
+        name: sample_sentences(pools[name], counts[name], generator(seed + 1 + i))
+        for i, name in enumerate(pools)
+    }
+    streams = {name: vocab.encode(" ".join(text)) for name, text in sentences.items()}  # (N,) each
+    return StoryCorpus(vocab, pools, sentences, streams)

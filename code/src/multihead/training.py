@@ -1,4 +1,4 @@
-"""A small, seeded training loop for the CPU (chapters 1, 6, 7).
+"""A small, seeded training loop for the CPU (chapters 1, 4, 6, 7).
 
 `train` trains one model. `train_together` trains several `TinyAttentionModel`s of one
 configuration at once (one per seed): `TinyAttentionEnsemble` stacks their parameters along a
@@ -10,13 +10,14 @@ matmuls add in another order, and training amplifies such differences over many 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .attention import scaled_dot_product_attention
-from .data import IGNORE, generator
+from .data import IGNORE, StoryCorpus, generator, next_token_windows
 from .heads import merge_heads, split_heads
 from .masks import causal_mask
 from .module import MultiHeadAttention
@@ -200,3 +201,30 @@ def _config(model: TinyAttentionModel) -> tuple[int, int, int, int, bool]:
         raise ValueError(f"an ensemble runs no dropout, got dropout={model.attention.dropout}")
     vocab_size, d_model = model.token.weight.shape
     return (vocab_size, model.position.weight.shape[0], d_model, model.attention.num_heads, model.causal)
+
+
+def train_story_models(
+    corpus: StoryCorpus,
+    seeds: Sequence[int],
+    *,
+    steps: int = 400,
+    batch_size: int = 32,
+    seq_len: int = 16,
+    d_model: int = 32,
+    num_heads: int = 4,
+    lr: float = 1e-2,
+) -> tuple[list[TinyAttentionModel], torch.Tensor]:
+    """Chapter 6's causal language models, one per seed, trained together. Introduced in chapter 6.
+
+    Model i is initialised under torch.manual_seed(seeds[i]) (the global generator is restored
+    afterwards) and trained on windows of seq_len tokens of the corpus's training stream.
+    Returns the models (in eval mode) and the losses, (len(seeds), steps).
+    """
+    with torch.random.fork_rng():
+        models = []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            models.append(TinyAttentionModel(len(corpus.vocab.words), seq_len, d_model, num_heads, causal=True))
+    make_batch = partial(next_token_windows, corpus.streams["train"], batch_size, seq_len)
+    losses = train_together(models, make_batch, token_loss, steps=steps, seeds=seeds, lr=lr)
+    return models, losses
