@@ -61,3 +61,12 @@ def test_latent_attention_rejects_bad_inputs() -> None:
         MultiHeadLatentAttention(15, 2, 4)
     with pytest.raises(ValueError, match="d_model=16"):
         MultiHeadLatentAttention(16, 2, 4)(torch.randn(1, 3, 8))
+
+
+def test_latent_cache_rejects_a_mismatched_batch() -> None:
+    cache = LatentCache()
+    cache.append(torch.zeros(2, 3, 8))
+    with pytest.raises(ValueError, match=r"\(1, 1, 8\) do not match the cache \(2, 3, 8\)"):
+        cache.append(torch.zeros(1, 1, 8))
+    with pytest.raises(ValueError, match="B, T_new, d_c"):
+        cache.append(torch.zeros(3, 8))

@@ -30,6 +30,12 @@ class LatentCache:
 
     def append(self, c: torch.Tensor) -> torch.Tensor:
         """Store new latents (B, T_new, d_c); return all of them (B, T, d_c)."""
+        if c.dim() != 3:
+            raise ValueError(f"latents must be (B, T_new, d_c), got shape {tuple(c.shape)}")
+        if self.latents is not None and (c.shape[0], c.shape[2]) != (self.latents.shape[0], self.latents.shape[2]):
+            raise ValueError(
+                f"new latents {tuple(c.shape)} do not match the cache {tuple(self.latents.shape)} in B and d_c"
+            )
         self.latents = c if self.latents is None else torch.cat([self.latents, c], dim=1)  # (B, T, d_c)
         return self.latents
 
