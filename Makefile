@@ -15,13 +15,15 @@ PACKAGE_SOURCES := $(shell find code/src -name '*.py')
 # (a typical laptop) instead of whatever this CPU offers. Compared outputs must not change.
 PORTABLE_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
 
-.PHONY: help install book test test-unit test-nbval test-portable test-book test-browser execute lab bench clean
+.PHONY: help install book test test-unit test-nbval test-portable test-book test-browser execute records lab bench clean
 
 help:
 	@echo "make book     set up .venv, then render the book to _build/html"
 	@echo "make test     set up .venv, then run unit tests, nbval (twice: default and portable arithmetic),"
 	@echo "              the strict book build and browser tests"
 	@echo "make execute  re-run every notebook in place (nbclient), storing outputs and widget state"
+	@echo "make records  re-train the recorded experiments of chapters 1 and 7 (minutes), then re-run"
+	@echo "              those chapters"
 	@echo "make lab      open JupyterLab on the chapters"
 	@echo "make bench    time the implementations of multi-head attention, and a cached decoding step"
 	@echo "              against its roofline"
@@ -81,6 +83,11 @@ test-browser: $(STAMP)
 
 execute: $(STAMP)
 	$(BIN)/python tests/execute.py $(NOTEBOOKS)
+
+# The records are written by the code that loads them; the chapters that quote them re-run after.
+records: $(STAMP)
+	$(BIN)/python -m multihead.experiments
+	$(BIN)/python tests/execute.py chapters/01_why_multiple_heads.ipynb chapters/07_how_many_heads.ipynb
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab chapters

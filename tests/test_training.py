@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from multihead import count_parameters
-from multihead.data import CAT_SENTENCE, IGNORE, first_minus_previous, generator, word_tokens
+from multihead.data import CAT_SENTENCE, IGNORE, first_minus_previous, first_plus_previous, generator, word_tokens
 from multihead.training import (
     TinyAttentionEnsemble,
     TinyAttentionModel,
@@ -46,6 +46,16 @@ def test_first_minus_previous_targets() -> None:
         assert torch.equal(y[:, t], (x[:, t - 1] - x[:, 0]) % 7)
     with pytest.raises(ValueError, match="seq_len >= 2"):
         first_minus_previous(1, 1, 5, generator(0))
+
+
+def test_first_plus_previous_has_the_same_tokens_and_sum_targets() -> None:
+    x, y = first_plus_previous(3, 6, 7, generator(0))
+    assert torch.equal(x, first_minus_previous(3, 6, 7, generator(0))[0])
+    assert (y[:, 0] == IGNORE).all()
+    for t in range(1, 6):
+        assert torch.equal(y[:, t], (x[:, t - 1] + x[:, 0]) % 7)
+    with pytest.raises(ValueError, match="vocab_size >= 2"):
+        first_plus_previous(1, 4, 1, generator(0))
 
 
 @pytest.mark.parametrize("num_heads", [1, 2, 4])

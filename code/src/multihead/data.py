@@ -35,11 +35,28 @@ def first_minus_previous(
     Each answer needs two tokens in two different roles: the first one and the previous one.
     A single softmax that averages the two gets e(a) + e(b), which cannot tell a - b from b - a.
     """
+    return _first_and_previous(batch_size, seq_len, vocab_size, rng, sign=-1)
+
+
+def first_plus_previous(
+    batch_size: int, seq_len: int, vocab_size: int, rng: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same tokens as first_minus_previous, with y[t] = (x[t-1] + x[0]) mod V. Introduced in chapter 1.
+
+    The symmetric twin of chapter 1's task (its exercise "A symmetric task"): the answer no
+    longer depends on which token plays which role.
+    """
+    return _first_and_previous(batch_size, seq_len, vocab_size, rng, sign=1)
+
+
+def _first_and_previous(
+    batch_size: int, seq_len: int, vocab_size: int, rng: torch.Generator, sign: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     if seq_len < 2 or vocab_size < 2 or batch_size < 1:
         raise ValueError(f"need batch_size >= 1, seq_len >= 2, vocab_size >= 2, got {batch_size}, {seq_len}, {vocab_size}")
     x = torch.randint(vocab_size, (batch_size, seq_len), generator=rng)  # (B, T)
     y = torch.full_like(x, IGNORE)  # (B, T)
-    y[:, 1:] = (x[:, :-1] - x[:, :1]) % vocab_size  # (B, T-1)
+    y[:, 1:] = (x[:, :-1] + sign * x[:, :1]) % vocab_size  # (B, T-1)
     return x, y
 
 

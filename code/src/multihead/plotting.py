@@ -81,16 +81,19 @@ def figure_to_png(fig: Figure, dpi: int | None = None) -> bytes:
     return compact.getvalue()
 
 
-def plot_loss_curves(curves: dict[str, Sequence[Sequence[float]]], *, window: int = 25, ax: Axes | None = None) -> Axes:
+def plot_loss_curves(
+    curves: dict[str, Sequence[Sequence[float]]], *, window: int = 25, every: int = 1, ax: Axes | None = None
+) -> Axes:
     """Per-seed loss curves (thin) and their mean (thick), one colour per label. Introduced in chapter 1.
 
-    Each curve is smoothed with a moving average over `window` steps.
+    A curve holds one loss per `every` training steps (a recorded run keeps block means); each
+    curve is smoothed with a moving average over `window` of its points.
     """
     if ax is None:
         ax = Figure(figsize=(6, 3.2), layout="constrained").add_subplot()
     for colour, (label, runs) in zip(("C0", "C1", "C2", "C3", "C4", "C5"), curves.items()):
-        smooth = torch.tensor([list(run) for run in runs]).unfold(1, window, 1).mean(-1)  # (seeds, steps - window + 1)
-        steps = torch.arange(smooth.shape[1]) + window
+        smooth = torch.tensor([list(run) for run in runs]).unfold(1, window, 1).mean(-1)  # (seeds, points - window + 1)
+        steps = (torch.arange(smooth.shape[1]) + window) * every  # the training step at each window's end
         for run in smooth:
             ax.plot(steps, run, color=colour, alpha=0.3, linewidth=1)
         mean_label = label if len(runs) == 1 else f"{label} (mean of {len(runs)})"
