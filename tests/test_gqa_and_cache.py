@@ -9,6 +9,7 @@ from multihead.decoding import (
     StaticKVCache,
     attend_with_cache,
     attend_with_static_cache,
+    decode_linear,
     grouped_attention,
 )
 from multihead.module import repeat_kv
@@ -136,3 +137,36 @@ def test_both_caches_forget_alike() -> None:
         assert len(cache) == 1
         with pytest.raises(ValueError, match="length=2"):
             cache.truncate(2)
+
+
+@pytest.fixture
+def threads():
+    """Set torch's thread count inside a test, and put the old one back after it."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("num_threads", [1, 2, 3, 4])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (1, 9)])  # one row, six rows, more rows than FEW_ROWS
+@pytest.mark.parametrize("bias", [True, False])
+def test_decode_linear_equals_the_linear_layer(threads, num_threads: int, shape: tuple, bias: bool) -> None:
+    threads(num_threads)
+    linear = torch.nn.Linear(16, 24, bias=bias)  # 24 rows: cut into 1, 2, 3 or 4 blocks
+    x = torch.randn(*shape, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(decode_linear(linear, x), linear(x))
+
+
+def test_decode_linear_splits_only_what_divides(threads, monkeypatch) -> None:
+    calls = []
+    bmm = torch.bmm
+    monkeypatch.setattr(torch, "bmm", lambda a, b: calls.append(a.shape) or bmm(a, b))
+    threads(2)
+    x = torch.randn(1, 1, 16)
+    with torch.no_grad():
+        decode_linear(torch.nn.Linear(16, 24), x)  # 24 rows in 2 blocks of 12
+        assert calls == [(2, 12, 16)]
+        threads(5)
+        assert decode_linear(torch.nn.Linear(16, 24), x).shape == (1, 1, 24)
+        assert len(calls) == 1  # 24 rows do not split into 5 blocks: the plain layer ran

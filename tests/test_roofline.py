@@ -7,7 +7,9 @@ from multihead.roofline import (
     last_level_cache_bytes,
     main,
     matmul_rate,
+    grouped_scores_rate,
     measure,
+    projection_bandwidth,
     read_bandwidth,
     report,
 )
@@ -59,9 +61,15 @@ def test_machine_rates_and_report() -> None:
     assert all(r.fraction == pytest.approx(r.floor_ms / r.median_ms) for r in rows)
     lines = report(rows, bandwidth, rate, baseline=rows).splitlines()
     assert len(lines) == 5 and all(len(line) <= 80 for line in lines)
+    rates = projection_bandwidth(32, 64, rounds=1, min_run_time=1e-4, min_bytes=1)
+    assert set(rates) == {"linear", "decode_linear"} and min(rates.values()) > 0
+    assert grouped_scores_rate(4, 8, 16, repeats=1, min_bytes=1) > 0
+    with pytest.raises(ValueError, match="cache_len=0"):
+        grouped_scores_rate(4, 8, 0)
 
 
 def test_command_line_prints_the_decode_table(capsys) -> None:
     assert main(["--d-model", "32", "--num-heads", "4", "--kv-heads", "4", "1", "--cache-lens", "8", "--rounds", "3", "--min-mib", "0"]) == 0
     out = capsys.readouterr().out
     assert "read bandwidth" in out and "fraction" in out and "cat ms" in out and "MFLOP" in out
+    assert "GB/s with decode_linear" in out and "T=8: the scores of 4 query heads" in out

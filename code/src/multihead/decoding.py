@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from .attention import scaled_dot_product_attention
 from .heads import check_positive, merge_heads, split_heads
@@ -156,26 +157,57 @@ def grouped_attention(
         )
     g = h // h_kv
     q = q.reshape(B, h_kv, g * T_q, d_k) * d_k**-0.5  # (B, h_kv, g*T_q, d_k): heads of a group stacked, scaled
-    scores = q @ k.transpose(-2, -1)  # (B, h_kv, g*T_q, T_k)
+    # k @ q^T, then transposed: the same numbers as q @ k^T, but in this order the BLAS spreads a
+    # decoding step's thin product over all threads, and in the other it keeps it on one
+    scores = (k @ q.transpose(-2, -1)).transpose(-2, -1)  # (B, h_kv, T_k, g*T_q) -> (B, h_kv, g*T_q, T_k)
     if mask is not None:
-        scores = scores.view(B, h_kv, g, T_q, T_k).masked_fill(~mask, float("-inf")).view(B, h_kv, g * T_q, T_k)
+        scores = scores.reshape(B, h_kv, g, T_q, T_k).masked_fill(~mask, float("-inf")).reshape(B, h_kv, g * T_q, T_k)
     out = scores.softmax(dim=-1) @ v  # (B, h_kv, g*T_q, d_k)
     return out.view(B, h, T_q, d_k)  # head i*g + j is row block j of group i
 
 
-def attend_with_static_cache(mha: MultiHeadAttention, x_new: torch.Tensor, cache: StaticKVCache) -> torch.Tensor:
-    """`attend_with_cache` without copies: keys and values written in place, groups attended as one. Introduced in chapter 9.
+FEW_ROWS = 8  # up to this many rows, decode_linear splits the weight across threads
 
-    x_new (B, T_new, d_model) -> (B, T_new, d_model), the same rows a full causal forward gives.
+
+def decode_linear(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """`linear(x)` for the few rows of a decoding step, on every CPU thread. Introduced in chapter 9.
+
+    x (..., d_in) -> (..., d_out). For one row, `linear` is a matrix-vector product, and the BLAS
+    behind PyTorch's CPU build runs it on a single core, which reads the weight at about half the
+    machine's bandwidth. Here the weight's d_out rows are cut into one block per thread, and the
+    blocks are multiplied in one batched product, which PyTorch spreads over the threads. With
+    more than FEW_ROWS rows, one thread, or d_out not divisible by the thread count, this is
+    `linear(x)` itself.
     """
-    q = split_heads(mha.W_q(x_new), mha.num_heads)  # (B, h, T_new, d_k)
-    k_new = split_heads(mha.W_k(x_new), mha.num_kv_heads)  # (B, h_kv, T_new, d_k)
-    v_new = split_heads(mha.W_v(x_new), mha.num_kv_heads)
+    weight = linear.weight  # (d_out, d_in)
+    d_out, d_in = weight.shape
+    rows = x.reshape(-1, d_in)  # (N, d_in)
+    threads = torch.get_num_threads()
+    if x.device.type != "cpu" or threads == 1 or d_out % threads or rows.shape[0] > FEW_ROWS:
+        return linear(x)
+    blocks = weight.view(threads, d_out // threads, d_in)  # (P, d_out/P, d_in): rows cut, no copy
+    y = torch.bmm(blocks, rows.T.expand(threads, d_in, rows.shape[0]))  # (P, d_out/P, N)
+    y = y.view(d_out, rows.shape[0]).T  # (N, d_out)
+    if linear.bias is not None:
+        y = y + linear.bias
+    return y.reshape(*x.shape[:-1], d_out)  # (..., d_out)
+
+
+def attend_with_static_cache(mha: MultiHeadAttention, x_new: torch.Tensor, cache: StaticKVCache) -> torch.Tensor:
+    """`attend_with_cache` without copies and on every thread. Introduced in chapter 9.
+
+    Keys and values are written in place, the query heads of a group attend as one, and the four
+    projections run through `decode_linear`. x_new (B, T_new, d_model) -> (B, T_new, d_model),
+    the same rows a full causal forward gives.
+    """
+    q = split_heads(decode_linear(mha.W_q, x_new), mha.num_heads)  # (B, h, T_new, d_k)
+    k_new = split_heads(decode_linear(mha.W_k, x_new), mha.num_kv_heads)  # (B, h_kv, T_new, d_k)
+    v_new = split_heads(decode_linear(mha.W_v, x_new), mha.num_kv_heads)
     k, v = cache.append(k_new, v_new)  # (B, h_kv, T, d_k) views of the buffers
     T_new = x_new.shape[1]
     mask = None if T_new == 1 else causal_mask(T_new, k.shape[2], device=x_new.device)  # one new token sees all
     heads = grouped_attention(q, k, v, mask)  # (B, h, T_new, d_k)
-    return mha.W_o(merge_heads(heads))  # (B, T_new, d_model)
+    return decode_linear(mha.W_o, merge_heads(heads))  # (B, T_new, d_model)
 
 
 def attend_with_rotary_cache(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from .bench import interleave
-from .decoding import KVCache, StaticKVCache, attend_with_cache, attend_with_static_cache
+from .decoding import KVCache, StaticKVCache, attend_with_cache, attend_with_static_cache, decode_linear
 from .heads import check_positive
 from .module import MultiHeadAttention
 
@@ -51,6 +51,51 @@ def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
     a @ b  # warm-up
     seconds = statistics.median(timeit.repeat(lambda: a @ b, number=1, repeat=repeats))
     return 2 * n**3 / seconds
+
+
+def grouped_scores_rate(
+    group: int = 16, head_dim: int = 64, cache_len: int = 4096, *, repeats: int = 5, min_bytes: int | None = None
+) -> float:
+    """FLOPs per second of one group's scores, (group, d_k) by (d_k, T). Introduced in chapter 9.
+
+    These small products make up an MQA step's attention. The keys of enough layers to read
+    `min_bytes` (default: 4x the last-level cache) are multiplied in turn, so they come from
+    memory as in a decoding step; the median of `repeats` passes.
+    """
+    check_positive(group=group, head_dim=head_dim, cache_len=cache_len, repeats=repeats)
+    min_bytes = 4 * last_level_cache_bytes() if min_bytes is None else min_bytes
+    q = torch.randn(group, head_dim)  # (g, d_k): one group's queries
+    keys = [torch.randn(cache_len, head_dim) for _ in range(max(2, math.ceil(min_bytes / (4 * cache_len * head_dim))))]
+
+    def scores() -> None:
+        for k in keys:
+            q @ k.T  # (g, T)
+
+    scores()  # warm-up
+    seconds = statistics.median(timeit.repeat(scores, number=1, repeat=repeats))
+    return 2 * group * head_dim * cache_len * len(keys) / seconds
+
+
+def projection_bandwidth(
+    d_in: int = 1024, d_out: int = 3072, *, rounds: int = 5, min_run_time: float = 0.02, min_bytes: int | None = None
+) -> dict[str, float]:
+    """Bytes of weight per second that one token's projection reads, per way of computing it. Introduced in chapter 9.
+
+    Times `nn.Linear` and `decode_linear` on one row, over enough layers of (d_out, d_in)
+    weights to read `min_bytes` (default: 4x the last-level cache), interleaved over `rounds`.
+    Returns the median rate of each, keyed "linear" and "decode_linear".
+    """
+    min_bytes = 4 * last_level_cache_bytes() if min_bytes is None else min_bytes
+    layer_bytes = 4 * d_out * (d_in + 1)
+    layers = [torch.nn.Linear(d_in, d_out) for _ in range(max(2, math.ceil(min_bytes / layer_bytes)))]
+    token = torch.randn(1, 1, d_in)  # (B=1, T_new=1, d_in)
+    with torch.no_grad():
+        times = interleave(
+            {"linear": lambda: [layer(token) for layer in layers],
+             "decode_linear": lambda: [decode_linear(layer, token) for layer in layers]},
+            rounds=rounds, min_run_time=min_run_time,
+        )
+    return {name: len(layers) * layer_bytes / (statistics.median(ms) / 1e3) for name, ms in times.items()}
 
 
 @dataclass(frozen=True)
@@ -225,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
         rounds = max(3, args.rounds // 3)
         baseline, _, _ = measure(steps, static=False, rounds=rounds, bandwidth=bandwidth, rate=rate, min_bytes=min_bytes)
     print(report(rows, bandwidth, rate, baseline=baseline, flops=True))
+    rates = projection_bandwidth(args.d_model, 3 * args.d_model, min_bytes=min_bytes)
+    print(f"one token's projection reads its weights at {rates['linear'] / 1e9:.1f} GB/s with nn.Linear, "
+          f"{rates['decode_linear'] / 1e9:.1f} GB/s with decode_linear")
+    for T in args.cache_lens:
+        flops = grouped_scores_rate(args.num_heads, args.d_model // args.num_heads, T, min_bytes=min_bytes)
+        print(f"T={T}: the scores of {args.num_heads} query heads on one key head run at {flops / 1e9:.0f} GFLOP/s")
     return 0
 
 
