@@ -9,6 +9,8 @@ from multihead.roofline import (
     matmul_rate,
     grouped_scores_rate,
     measure,
+    prefill_flops,
+    prefill_rate,
     projection_bandwidth,
     read_bandwidth,
     report,
@@ -66,6 +68,18 @@ def test_machine_rates_and_report() -> None:
     assert grouped_scores_rate(4, 8, 16, repeats=1, min_bytes=1) > 0
     with pytest.raises(ValueError, match="cache_len=0"):
         grouped_scores_rate(4, 8, 0)
+    assert prefill_rate(32, 4, 8, repeats=1) > 0
+
+
+def test_prefill_flops_count_projections_and_the_causal_pairs() -> None:
+    one = Step(d_model=64, num_heads=4, num_kv_heads=4, cache_len=1)  # a decoding step with one key cached
+    # one token alone: its projections, and its query against its own key
+    assert prefill_flops(64, 4, 1) == 2 * 4 * 64 * 64 + 2 * 2 * 64
+    assert prefill_flops(64, 4, 1) == one.flops() - 2 * (2 * 64 + 2 * 64)  # the step counts biases too
+    # three tokens: 1 + 2 + 3 = 6 query-key pairs
+    assert prefill_flops(64, 4, 3) == 3 * 2 * 4 * 64 * 64 + 2 * 2 * 6 * 64
+    with pytest.raises(ValueError, match="tokens=0"):
+        prefill_flops(64, 4, 0)
 
 
 def test_command_line_prints_the_decode_table(capsys) -> None:
@@ -73,3 +87,4 @@ def test_command_line_prints_the_decode_table(capsys) -> None:
     out = capsys.readouterr().out
     assert "read bandwidth" in out and "fraction" in out and "cat ms" in out and "MFLOP" in out
     assert "GB/s with decode_linear" in out and "T=8: the scores of 4 query heads" in out
+    assert "a prefill of 512 tokens" in out

@@ -98,6 +98,36 @@ def projection_bandwidth(
     return {name: len(layers) * layer_bytes / (statistics.median(ms) / 1e3) for name, ms in times.items()}
 
 
+def prefill_flops(d_model: int, num_heads: int, tokens: int) -> int:
+    """FLOPs of one layer taking a prompt of `tokens` at once: projections and causal attention. Introduced in chapter 9.
+
+    Every weight does a multiply-add per token; each query does one per key it may see (the
+    t + 1 keys up to its own position), for the scores and again for the weighted sum.
+    """
+    check_positive(d_model=d_model, num_heads=num_heads, tokens=tokens)
+    pairs = tokens * (tokens + 1) // 2  # (query, key) pairs under a causal mask
+    return 2 * tokens * 4 * d_model * d_model + 2 * 2 * pairs * d_model
+
+
+def prefill_rate(d_model: int = 1024, num_heads: int = 16, tokens: int = 512, repeats: int = 5) -> float:
+    """FLOPs per second of a prefill: `tokens` tokens through one MHA layer into an empty cache. Introduced in chapter 9.
+
+    The median of `repeats` runs of `attend_with_static_cache`; compare it with `matmul_rate`.
+    """
+    mha = MultiHeadAttention(d_model, num_heads).eval()
+    prompt = torch.randn(1, tokens, d_model)  # (B=1, P, d_model)
+    cache = StaticKVCache.for_module(mha, 1, tokens)
+
+    @torch.no_grad()
+    def prefill() -> None:
+        cache.truncate(0)
+        attend_with_static_cache(mha, prompt, cache)
+
+    prefill()  # warm-up
+    seconds = statistics.median(timeit.repeat(prefill, number=1, repeat=repeats))
+    return prefill_flops(d_model, num_heads, tokens) / seconds
+
+
 @dataclass(frozen=True)
 class Step:
     """One decoding step of one layer: B sequences, one new token each, T cached. Introduced in chapter 9."""
@@ -273,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     rates = projection_bandwidth(args.d_model, 3 * args.d_model, min_bytes=min_bytes)
     print(f"one token's projection reads its weights at {rates['linear'] / 1e9:.1f} GB/s with nn.Linear, "
           f"{rates['decode_linear'] / 1e9:.1f} GB/s with decode_linear")
+    prefill = prefill_rate(args.d_model, args.num_heads, 512)
+    print(f"a prefill of 512 tokens (h_kv=h) runs at {prefill / 1e9:.0f} GFLOP/s, {prefill / rate:.0%} of the matmul rate")
     for T in args.cache_lens:
         flops = grouped_scores_rate(args.num_heads, args.d_model // args.num_heads, T, min_bytes=min_bytes)
         print(f"T={T}: the scores of {args.num_heads} query heads on one key head run at {flops / 1e9:.0f} GFLOP/s")
