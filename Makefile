@@ -22,7 +22,7 @@ help:
 	@echo "make test     set up .venv, then run unit tests, nbval (twice: default and portable arithmetic),"
 	@echo "              the strict book build and browser tests"
 	@echo "make execute  re-run every notebook in place (nbclient), storing outputs and widget state"
-	@echo "make records  re-train the recorded experiments of chapters 1 and 7 (minutes), then re-run"
+	@echo "make records  re-train the recorded experiments of chapters 1 and 8 (minutes), then re-run"
 	@echo "              those chapters"
 	@echo "make lab      open JupyterLab on the chapters"
 	@echo "make bench    time the implementations of multi-head attention, and a cached decoding step"
@@ -88,7 +88,7 @@ execute: $(STAMP)
 # The records are written by the code that loads them; the chapters that quote them re-run after.
 records: $(STAMP)
 	$(BIN)/python -m multihead.experiments
-	$(BIN)/python tests/execute.py chapters/01_why_multiple_heads.ipynb chapters/07_how_many_heads.ipynb
+	$(BIN)/python tests/execute.py chapters/01_why_multiple_heads.ipynb chapters/08_how_many_heads.ipynb
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab chapters

@@ -29,7 +29,7 @@ from multihead.experiments import (
 )
 from multihead.training import token_accuracy
 
-SOLVED = 0.99  # the test accuracy that counts as solving the task, as in chapters 1 and 7
+SOLVED = 0.99  # the test accuracy that counts as solving the task, as in chapters 1 and 8
 
 
 def solved(run: Run, h: int) -> list[bool]:
@@ -46,7 +46,7 @@ def test_one_head_solves_the_symmetric_task_on_more_seeds() -> None:
     assert symmetric > difference, f"one head: {symmetric} seeds (sum) vs {difference} (difference)"
 
 
-# The recorded experiments of chapters 1 and 7 (multihead.experiments).
+# The recorded experiments of chapters 1 and 8 (multihead.experiments).
 
 TINY = replace(HEADS, name="tiny", seeds=(0, 1), steps=30)  # trains in a second
 

@@ -1,4 +1,4 @@
-"""Multi-head latent attention (chapter 9): cached == full, absorbed == up-projected."""
+"""Multi-head latent attention (chapter 10): cached == full, absorbed == up-projected."""
 
 import pytest
 import torch

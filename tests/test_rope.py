@@ -1,4 +1,4 @@
-"""RoPE (chapter 9): against a complex-number reference, relative positions, and cached decoding."""
+"""RoPE (chapter 10): against a complex-number reference, relative positions, and cached decoding."""
 
 import pytest
 import torch

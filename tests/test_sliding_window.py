@@ -1,4 +1,4 @@
-"""Sliding-window attention (chapter 9): the mask, and a cache trimmed to the window."""
+"""Sliding-window attention (chapter 10): the mask, and a cache trimmed to the window."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Chapter 8's claims about nn.MultiheadAttention's options and F.scaled_dot_product_attention's backends.
+"""Chapter 9's claims about nn.MultiheadAttention's options and F.scaled_dot_product_attention's backends.
 
 Each test rebuilds what PyTorch does from the package's pieces (split_heads, scaled_dot_product_attention,
 the mask converters), so a torch upgrade that changes the behaviour the chapter teaches fails here first.

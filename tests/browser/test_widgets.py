@@ -21,9 +21,9 @@ WIDGETS = {
     "chapters/04_concatenation_and_wo.html": ["head-switches"],
     "chapters/05_the_complete_module.html": ["module-calculator"],
     "chapters/06_what_the_heads_learn.html": ["learned-heads"],
-    "chapters/07_how_many_heads.html": ["sweep-viewer"],
-    "chapters/08_pytorch_in_practice.html": ["torch-options"],
-    "chapters/09_beyond_the_classic_module.html": ["grouping-explorer"],
+    "chapters/08_how_many_heads.html": ["sweep-viewer"],
+    "chapters/09_pytorch_in_practice.html": ["torch-options"],
+    "chapters/10_beyond_the_classic_module.html": ["grouping-explorer"],
 }
 
 SIGNATURE = """async (root) => {

@@ -1,4 +1,4 @@
-"""Benchmark: the fused module against SDPA, the per-head loop and nn.MultiheadAttention (chapters 2, 8).
+"""Benchmark: the fused module against SDPA, the per-head loop and nn.MultiheadAttention (chapters 2, 9).
 
 Run `python -m multihead.bench`. Every implementation is timed once per round, in an order that
 rotates from round to round, so a slow moment of a shared machine hits all of them alike. A
@@ -84,7 +84,7 @@ def sdpa_reference(mha: MultiHeadAttention) -> Callable[[torch.Tensor], torch.Te
 
 
 def einsum_attention(mha: MultiHeadAttention) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The module's weights, with heads and attention written as einsum. Introduced in chapter 8."""
+    """The module's weights, with heads and attention written as einsum. Introduced in chapter 9."""
     h, d_k = mha.num_heads, mha.head_dim
 
     def forward(x: torch.Tensor) -> torch.Tensor:

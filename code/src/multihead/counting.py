@@ -23,7 +23,7 @@ def mha_parameters(d_model: int, num_heads: int, *, bias: bool = True, num_kv_he
     """Parameters of one multi-head attention layer: 4 d_model^2 (+ 4 d_model bias). Introduced in chapter 5.
 
     The count does not depend on num_heads: the heads share out the same d_model columns. With
-    num_kv_heads < num_heads (chapter 9), W_k and W_v shrink to d_model x (num_kv_heads * d_k).
+    num_kv_heads < num_heads (chapter 10), W_k and W_v shrink to d_model x (num_kv_heads * d_k).
     """
     d_k = head_dim(d_model, num_heads)  # validates the pair
     kv_width = (num_heads if num_kv_heads is None else num_kv_heads) * d_k
@@ -34,7 +34,7 @@ def mha_parameters(d_model: int, num_heads: int, *, bias: bool = True, num_kv_he
 def kv_cache_bytes(
     num_layers: int, num_kv_heads: int, head_dim: int, seq_len: int, *, batch_size: int = 1, bytes_per_number: int = 2
 ) -> int:
-    """Bytes of a KV cache: keys and values for every layer, KV head and token. Introduced in chapter 9.
+    """Bytes of a KV cache: keys and values for every layer, KV head and token. Introduced in chapter 10.
 
     2 (keys and values) x layers x KV heads x d_k x tokens x batch x bytes (2 for float16/bfloat16).
     """

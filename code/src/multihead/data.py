@@ -1,4 +1,4 @@
-"""Tiny data: the course's example sentence and seeded random generators (chapters 1, 6, 7)."""
+"""Tiny data: the course's example sentence and seeded random generators (chapters 1, 6, 8)."""
 
 from __future__ import annotations
 

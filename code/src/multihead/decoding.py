@@ -1,4 +1,4 @@
-"""Autoregressive decoding with a key/value cache (chapter 9).
+"""Autoregressive decoding with a key/value cache (chapter 10).
 
 A decoder generates one token at a time. Without a cache, every step recomputes the keys and
 values of the whole prefix. With one, each step projects only the new token and appends its
@@ -21,7 +21,7 @@ from .positions import rotary
 
 @dataclass
 class KVCache:
-    """Keys and values of the tokens seen so far, (B, h_kv, T, d_k) each. Introduced in chapter 9."""
+    """Keys and values of the tokens seen so far, (B, h_kv, T, d_k) each. Introduced in chapter 10."""
 
     keys: torch.Tensor | None = None
     values: torch.Tensor | None = None
@@ -59,7 +59,7 @@ def attend_with_cache(mha: MultiHeadAttention, x_new: torch.Tensor, cache: KVCac
     """Causal self-attention for the newest tokens x_new (B, T_new, d_model), using and extending the cache.
 
     Returns (B, T_new, d_model): the same rows a full causal forward over the whole sequence gives.
-    Introduced in chapter 9.
+    Introduced in chapter 10.
     """
     q = split_heads(mha.W_q(x_new), mha.num_heads)  # (B, h, T_new, d_k)
     k_new = split_heads(mha.W_k(x_new), mha.num_kv_heads)  # (B, h_kv, T_new, d_k)
@@ -72,7 +72,7 @@ def attend_with_cache(mha: MultiHeadAttention, x_new: torch.Tensor, cache: KVCac
 
 
 class StaticKVCache:
-    """Keys and values in buffers allocated once, (B, h_kv, T_max, d_k) each, written in place. Introduced in chapter 9.
+    """Keys and values in buffers allocated once, (B, h_kv, T_max, d_k) each, written in place. Introduced in chapter 10.
 
     `append` copies only the new tokens' keys and values into the next free positions and
     returns views of the filled part; nothing already stored is copied again.
@@ -138,7 +138,7 @@ class StaticKVCache:
 def grouped_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Attention of h query heads on h_kv shared key/value heads, with no copy of k or v. Introduced in chapter 9.
+    """Attention of h query heads on h_kv shared key/value heads, with no copy of k or v. Introduced in chapter 10.
 
     q (B, h, T_q, d_k); k, v (B, h_kv, T_k, d_k); mask (T_q, T_k), True = may attend, leaving every
     query at least one key (a causal mask does), or None. The g = h / h_kv query heads of a group
@@ -170,7 +170,7 @@ FEW_ROWS = 8  # up to this many rows, decode_linear splits the weight across thr
 
 
 def decode_linear(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """`linear(x)` for the few rows of a decoding step, on every CPU thread. Introduced in chapter 9.
+    """`linear(x)` for the few rows of a decoding step, on every CPU thread. Introduced in chapter 10.
 
     x (..., d_in) -> (..., d_out). For one row, `linear` is a matrix-vector product, and the BLAS
     behind PyTorch's CPU build runs it on a single core, which reads the weight at about half the
@@ -194,7 +194,7 @@ def decode_linear(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 
 def attend_with_static_cache(mha: MultiHeadAttention, x_new: torch.Tensor, cache: StaticKVCache) -> torch.Tensor:
-    """`attend_with_cache` without copies and on every thread. Introduced in chapter 9.
+    """`attend_with_cache` without copies and on every thread. Introduced in chapter 10.
 
     Keys and values are written in place, the query heads of a group attend as one, and the four
     projections run through `decode_linear`. x_new (B, T_new, d_model) -> (B, T_new, d_model),
@@ -218,7 +218,7 @@ def attend_with_rotary_cache(
     start: int | None = None,
     base: float = 10000.0,
 ) -> torch.Tensor:
-    """Cached causal self-attention with RoPE on q and k; the cache stores rotated keys. Introduced in chapter 9.
+    """Cached causal self-attention with RoPE on q and k; the cache stores rotated keys. Introduced in chapter 10.
 
     x_new (B, T_new, d_model) holds the tokens at positions start .. start + T_new - 1; `start`
     defaults to the number of tokens cached (pass it when the cache was trimmed to a window).
@@ -239,7 +239,7 @@ def attend_with_rotary_cache(
 
 
 def attend_with_window_cache(mha: MultiHeadAttention, x_new: torch.Tensor, cache: KVCache, window: int) -> torch.Tensor:
-    """Cached sliding-window self-attention; the cache keeps only the last `window` tokens. Introduced in chapter 9.
+    """Cached sliding-window self-attention; the cache keeps only the last `window` tokens. Introduced in chapter 10.
 
     x_new (B, T_new, d_model) -> (B, T_new, d_model): the same rows a full pass with
     `sliding_window_mask(T, window=window)` gives.

@@ -392,7 +392,7 @@ def check_previous_token_score(fn: Callable[[torch.Tensor], torch.Tensor]) -> Ch
 
 
 def check_favourite_keys(fn: Callable[[torch.Tensor, torch.Tensor], int]) -> CheckReport:
-    """Check a reader's count_favourite_keys(q, k): distinct arg-max keys over queries. Introduced in chapter 7."""
+    """Check a reader's count_favourite_keys(q, k): distinct arg-max keys over queries. Introduced in chapter 8."""
     report = CheckReport("count_favourite_keys")
     rng = generator(7)
     for T_q, T_k, d_k in [(16, 16, 1), (8, 12, 4), (5, 3, 2)]:
@@ -413,7 +413,7 @@ def check_favourite_keys(fn: Callable[[torch.Tensor, torch.Tensor], int]) -> Che
 
 
 def check_key_padding_mask(fn: Callable[[list[int], int], torch.Tensor]) -> CheckReport:
-    """Check a reader's key_padding_mask_from_lengths(lengths, T): (B, T), True = padding. Introduced in chapter 8."""
+    """Check a reader's key_padding_mask_from_lengths(lengths, T): (B, T), True = padding. Introduced in chapter 9."""
     report = CheckReport("key_padding_mask_from_lengths")
     for lengths, T in [([3, 1, 4], 4), ([2], 5), ([0, 6], 6)]:
         got = _call(report, fn, lengths, T)
@@ -434,7 +434,7 @@ def check_key_padding_mask(fn: Callable[[list[int], int], torch.Tensor]) -> Chec
 
 
 def check_repeat_kv(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> CheckReport:
-    """Check a reader's repeat_kv(x, num_heads): (B, h_kv, T, d_k) -> (B, h, T, d_k), grouped. Introduced in chapter 9."""
+    """Check a reader's repeat_kv(x, num_heads): (B, h_kv, T, d_k) -> (B, h, T, d_k), grouped. Introduced in chapter 10."""
     report = CheckReport("repeat_kv")
     rng = generator(9)
     for B, h_kv, h, T, d_k in [(2, 2, 8, 3, 4), (1, 1, 4, 2, 2), (1, 3, 6, 1, 2)]:

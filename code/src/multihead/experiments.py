@@ -1,4 +1,4 @@
-"""Recorded training experiments, for runs longer than a reader waits (chapters 1 and 7).
+"""Recorded training experiments, for runs longer than a reader waits (chapters 1 and 8).
 
 A chapter's headline experiment trains one model per seed and head count for thousands of
 Adam steps, until the answer no longer changes: minutes on a 2-core CPU. An `Experiment`
@@ -77,7 +77,7 @@ class Experiment:
 
 HEADS = Experiment("ch1_heads", n_vocab=12, seq_len=10, d_model=32, heads=(1, 4), seeds=tuple(range(10)), steps=6000)
 SWEEP = Experiment(
-    "ch7_sweep", n_vocab=8, seq_len=8, d_model=32, heads=(1, 2, 4, 8, 16, 32), seeds=tuple(range(8)), steps=2000
+    "ch8_sweep", n_vocab=8, seq_len=8, d_model=32, heads=(1, 2, 4, 8, 16, 32), seeds=tuple(range(8)), steps=2000
 )
 EXPERIMENTS = (HEADS, SWEEP)
 

@@ -1,4 +1,4 @@
-"""Multi-head latent attention (MLA): cache one small latent per token, not keys and values (chapter 9).
+"""Multi-head latent attention (MLA): cache one small latent per token, not keys and values (chapter 10).
 
 DeepSeek-V2 projects each token down to a latent c_t = x_t W_DKV of width d_c and caches only
 that. Every head's key and value are up-projections of the latent, W_UK and W_UV. Because the
@@ -21,7 +21,7 @@ from .masks import causal_mask
 
 @dataclass
 class LatentCache:
-    """Latents c_t of the tokens seen so far, (B, T, d_c). Introduced in chapter 9."""
+    """Latents c_t of the tokens seen so far, (B, T, d_c). Introduced in chapter 10."""
 
     latents: torch.Tensor | None = None
 
@@ -45,7 +45,7 @@ class LatentCache:
 
 
 class MultiHeadLatentAttention(nn.Module):
-    """Causal self-attention whose keys and values are up-projected from a cached latent. Introduced in chapter 9.
+    """Causal self-attention whose keys and values are up-projected from a cached latent. Introduced in chapter 10.
 
     W_q (d_model -> h * d_k), W_dkv (d_model -> d_c), W_uk and W_uv (d_c -> h * d_k), W_o; no
     biases, so that W_uk folds into the queries exactly.

@@ -27,7 +27,7 @@ def causal_mask(T_q: int, T_k: int | None = None, device: torch.device | str | N
 def sliding_window_mask(
     T_q: int, T_k: int | None = None, *, window: int, device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """(T_q, T_k) mask letting the query at position t see keys t - window + 1 .. t only. Introduced in chapter 9.
+    """(T_q, T_k) mask letting the query at position t see keys t - window + 1 .. t only. Introduced in chapter 10.
 
     As in `causal_mask`, with T_k > T_q the queries are the last T_q positions.
     """

@@ -50,7 +50,7 @@ def _check_dropout(dropout: float) -> None:
 class MultiHeadAttention(nn.Module):
     """Multi-head attention with fused projections W_q, W_k, W_v, W_o. Introduced in chapter 5.
 
-    `num_kv_heads` (chapter 9) gives keys and values fewer heads than queries, each shared by a
+    `num_kv_heads` (chapter 10) gives keys and values fewer heads than queries, each shared by a
     group of num_heads / num_kv_heads query heads: 1 is multi-query attention, num_heads (the
     default) is classic multi-head attention, anything between is grouped-query attention.
     """
@@ -117,7 +117,7 @@ class MultiHeadAttention(nn.Module):
 def repeat_kv(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     """(B, h_kv, T, d_k) -> (B, h, T, d_k): each key/value head serves a group of consecutive query heads.
 
-    Query head i reads key/value head i // (h / h_kv), as in grouped-query attention. Introduced in chapter 9.
+    Query head i reads key/value head i // (h / h_kv), as in grouped-query attention. Introduced in chapter 10.
     """
     return x.repeat_interleave(num_heads // x.shape[1], dim=1)  # (B, h, T, d_k)
 

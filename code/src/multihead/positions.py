@@ -1,4 +1,4 @@
-"""Rotary position embedding (RoPE) for queries and keys, one head at a time (chapter 9).
+"""Rotary position embedding (RoPE) for queries and keys, one head at a time (chapter 10).
 
 RoPE (Su et al., RoFormer) turns each pair of features (2i, 2i+1) of a query or key at position p
 by the angle p * base**(-2i / d_k). The score of a rotated query at position m and a rotated key at
@@ -11,7 +11,7 @@ import torch
 
 
 def rotary_angles(positions: torch.Tensor, head_dim: int, base: float = 10000.0) -> torch.Tensor:
-    """(T,) positions -> (T, d_k / 2) angles p * base**(-2i / d_k), in float64. Introduced in chapter 9."""
+    """(T,) positions -> (T, d_k / 2) angles p * base**(-2i / d_k), in float64. Introduced in chapter 10."""
     if isinstance(head_dim, bool) or not isinstance(head_dim, int) or head_dim <= 0 or head_dim % 2:
         raise ValueError(f"head_dim={head_dim!r} must be a positive even integer: RoPE turns pairs of features")
     if isinstance(base, bool) or not isinstance(base, (int, float)) or not base > 1.0:
@@ -27,7 +27,7 @@ def rotary_angles(positions: torch.Tensor, head_dim: int, base: float = 10000.0)
 
 
 def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
-    """Rotate feature pairs (2i, 2i+1) of x (..., T, d_k) by the angles of `positions` (T,). Introduced in chapter 9.
+    """Rotate feature pairs (2i, 2i+1) of x (..., T, d_k) by the angles of `positions` (T,). Introduced in chapter 10.
 
     Apply it to queries (B, h, T, d_k) and keys (B, h_kv, T, d_k) after splitting the heads and
     before the scores (and before writing keys into a cache). Angles are computed in float64,

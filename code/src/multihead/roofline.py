@@ -1,4 +1,4 @@
-"""The roofline of one cached decoding step (chapter 9): how close it runs to the machine's limits.
+"""The roofline of one cached decoding step (chapter 10): how close it runs to the machine's limits.
 
 A decoding step must read every key and value in the cache and every weight of the layer, and
 do a few FLOPs per number read. Its floor is the larger of two times: the bytes it must read at
@@ -25,7 +25,7 @@ LAST_LEVEL_CACHE = 32 * 2**20  # bytes; read from /sys where Linux exposes it
 
 
 def last_level_cache_bytes() -> int:
-    """The CPU's largest cache in bytes, or 32 MiB where the system does not say. Introduced in chapter 9."""
+    """The CPU's largest cache in bytes, or 32 MiB where the system does not say. Introduced in chapter 10."""
     sizes = []
     for index in range(8):
         try:
@@ -38,7 +38,7 @@ def last_level_cache_bytes() -> int:
 
 
 def read_bandwidth(nbytes: int = 512 * 2**20, repeats: int = 5) -> float:
-    """Bytes per second of summing a float32 tensor of `nbytes`, the median of `repeats` sums. Introduced in chapter 9."""
+    """Bytes per second of summing a float32 tensor of `nbytes`, the median of `repeats` sums. Introduced in chapter 10."""
     big = torch.ones(nbytes // 4)
     big.sum()  # warm-up: pages touched once
     seconds = statistics.median(timeit.repeat(big.sum, number=1, repeat=repeats))
@@ -46,7 +46,7 @@ def read_bandwidth(nbytes: int = 512 * 2**20, repeats: int = 5) -> float:
 
 
 def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
-    """FLOPs per second of an (n, n) by (n, n) float32 product, the median of `repeats`. Introduced in chapter 9."""
+    """FLOPs per second of an (n, n) by (n, n) float32 product, the median of `repeats`. Introduced in chapter 10."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b  # warm-up
     seconds = statistics.median(timeit.repeat(lambda: a @ b, number=1, repeat=repeats))
@@ -56,7 +56,7 @@ def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
 def grouped_scores_rate(
     group: int = 16, head_dim: int = 64, cache_len: int = 4096, *, repeats: int = 5, min_bytes: int | None = None
 ) -> float:
-    """FLOPs per second of one group's scores, (group, d_k) by (d_k, T). Introduced in chapter 9.
+    """FLOPs per second of one group's scores, (group, d_k) by (d_k, T). Introduced in chapter 10.
 
     These small products make up an MQA step's attention. The keys of enough layers to read
     `min_bytes` (default: 4x the last-level cache) are multiplied in turn, so they come from
@@ -79,7 +79,7 @@ def grouped_scores_rate(
 def projection_bandwidth(
     d_in: int = 1024, d_out: int = 3072, *, rounds: int = 5, min_run_time: float = 0.02, min_bytes: int | None = None
 ) -> dict[str, float]:
-    """Bytes of weight per second that one token's projection reads, per way of computing it. Introduced in chapter 9.
+    """Bytes of weight per second that one token's projection reads, per way of computing it. Introduced in chapter 10.
 
     Times `nn.Linear` and `decode_linear` on one row, over enough layers of (d_out, d_in)
     weights to read `min_bytes` (default: 4x the last-level cache), interleaved over `rounds`.
@@ -99,7 +99,7 @@ def projection_bandwidth(
 
 
 def prefill_flops(d_model: int, num_heads: int, tokens: int) -> int:
-    """FLOPs of one layer taking a prompt of `tokens` at once: projections and causal attention. Introduced in chapter 9.
+    """FLOPs of one layer taking a prompt of `tokens` at once: projections and causal attention. Introduced in chapter 10.
 
     Every weight does a multiply-add per token; each query does one per key it may see (the
     t + 1 keys up to its own position), for the scores and again for the weighted sum.
@@ -110,7 +110,7 @@ def prefill_flops(d_model: int, num_heads: int, tokens: int) -> int:
 
 
 def prefill_rate(d_model: int = 1024, num_heads: int = 16, tokens: int = 512, repeats: int = 5) -> float:
-    """FLOPs per second of a prefill: `tokens` tokens through one MHA layer into an empty cache. Introduced in chapter 9.
+    """FLOPs per second of a prefill: `tokens` tokens through one MHA layer into an empty cache. Introduced in chapter 10.
 
     The median of `repeats` runs of `attend_with_static_cache`; compare it with `matmul_rate`.
     """
@@ -130,7 +130,7 @@ def prefill_rate(d_model: int = 1024, num_heads: int = 16, tokens: int = 512, re
 
 @dataclass(frozen=True)
 class Step:
-    """One decoding step of one layer: B sequences, one new token each, T cached. Introduced in chapter 9."""
+    """One decoding step of one layer: B sequences, one new token each, T cached. Introduced in chapter 10."""
 
     d_model: int
     num_heads: int  # h
@@ -174,7 +174,7 @@ class Step:
 
 
 class DecodeStack:
-    """Layers of one configuration, caches filled to T, enough to overflow the CPU's caches. Introduced in chapter 9.
+    """Layers of one configuration, caches filled to T, enough to overflow the CPU's caches. Introduced in chapter 10.
 
     `step()` runs one new token per sequence through every layer and then forgets it again, so
     it can be timed repeatedly at the same cache length.
@@ -208,7 +208,7 @@ class DecodeStack:
 
 @dataclass
 class Row:
-    """One configuration's step time per layer over the rounds, against its floor. Introduced in chapter 9."""
+    """One configuration's step time per layer over the rounds, against its floor. Introduced in chapter 10."""
 
     step: Step
     num_layers: int
@@ -230,7 +230,7 @@ def measure(
     steps: list[Step], *, static: bool = True, rounds: int = 9, min_run_time: float = 0.05,
     bandwidth: float | None = None, rate: float | None = None, min_bytes: int | None = None,
 ) -> tuple[list[Row], float, float]:
-    """Time each configuration's step in interleaved rounds. Introduced in chapter 9.
+    """Time each configuration's step in interleaved rounds. Introduced in chapter 10.
 
     Returns the rows, the read bandwidth (bytes/s) and the matmul rate (FLOP/s).
 
@@ -254,7 +254,7 @@ def measure(
 def report(
     rows: list[Row], bandwidth: float, rate: float, *, baseline: list[Row] | None = None, flops: bool = False
 ) -> str:
-    """The decode table: median step per layer, its range, bytes read, floor, bound, fraction. Introduced in chapter 9.
+    """The decode table: median step per layer, its range, bytes read, floor, bound, fraction. Introduced in chapter 10.
 
     With `baseline` (the same steps with the torch.cat cache), a column gives its median; with
     `flops`, a last column gives the FLOPs of a step in millions.
@@ -282,7 +282,7 @@ def report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: the decode table for cache lengths 256 to 16384 and h_kv 16, 4, 1. Introduced in chapter 9."""
+    """Command line: the decode table for cache lengths 256 to 16384 and h_kv 16, 4, 1. Introduced in chapter 10."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--d-model", type=int, default=1024)
     parser.add_argument("--num-heads", type=int, default=16)

@@ -1,4 +1,4 @@
-"""A small, seeded training loop for the CPU (chapters 1, 4, 6, 7).
+"""A small, seeded training loop for the CPU (chapters 1, 4, 6, 8).
 
 `train` trains one model. `train_together` trains several `TinyAttentionModel`s of one
 configuration at once (one per seed): `TinyAttentionEnsemble` stacks their parameters along a

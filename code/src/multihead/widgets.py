@@ -255,7 +255,7 @@ def grouping_explorer(
     d_model: int = 4096,
     num_layers: int = 32,
 ) -> PrecomputedView:
-    """Pick h, the number of KV heads and T; see the grouping, parameters and KV-cache size. Introduced in chapter 9."""
+    """Pick h, the number of KV heads and T; see the grouping, parameters and KV-cache size. Introduced in chapter 10."""
     controls = [
         selection("heads h", head_counts, 32 if 32 in head_counts else head_counts[0]),
         selection("KV heads", kv_counts, 8 if 8 in kv_counts else kv_counts[0]),
