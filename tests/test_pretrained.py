@@ -25,7 +25,7 @@ def test_our_attention_equals_pytorchs_with_the_same_weights() -> None:
     _, ids, lengths = tokenize(SENTENCES)
     with torch.no_grad():
         ours, _ = encoder(ids, lengths)
-        x = encoder.norm(encoder.tokens(ids) + encoder.positions.weight[: ids.shape[1]] + encoder.segments.weight[0])
+        x = encoder.embed(ids)
         pad = ~padding_mask(lengths, ids.shape[1])[:, 0, 0]  # (B, T): True = padding, PyTorch's convention
         for layer in encoder.layers:
             theirs = to_torch(layer.attention).eval()

@@ -76,10 +76,23 @@ class EncoderLayer(nn.Module):
         self.norm_2 = nn.LayerNorm(config.d_model, eps=config.eps)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, head_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T, d_model), mask (B, 1, 1, T) -> (B, T, d_model) and the weights (B, h, T, T)."""
-        attended, weights = self.attention(x, mask=mask, return_attention=True, head_mask=head_mask)
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        head_mask: torch.Tensor | None = None,
+        shift: torch.Tensor | None = None,
+        need_weights: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, T, d_model), mask (B, 1, 1, T) -> (B, T, d_model) and the weights (B, h, T, T) or None.
+
+        `shift` (d_model,) is added to the attention's output: what removed heads give on average.
+        """
+        if need_weights:
+            attended, weights = self.attention(x, mask=mask, return_attention=True, head_mask=head_mask)
+        else:
+            attended, weights = self.attention(x, mask=mask, head_mask=head_mask), None
+        if shift is not None:
+            attended = attended + shift
         x = self.norm_1(x + attended)  # (B, T, d_model)
         x = self.norm_2(x + self.ff_out(F.gelu(self.ff_in(x))))  # (B, T, d_ff) inside
         return x, weights
@@ -97,25 +110,38 @@ class Encoder(nn.Module):
         self.norm = nn.LayerNorm(config.d_model, eps=config.eps)
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
 
-    def forward(
-        self, ids: torch.Tensor, lengths: torch.Tensor, head_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """ids (B, T), lengths (B,) -> hidden states (B, T, d_model) and weights (layers, B, h, T, T).
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, T) -> the first layer's input (B, T, d_model): token + position + segment 0, normalised."""
+        T = ids.shape[1]
+        return self.norm(self.tokens(ids) + self.positions.weight[:T] + self.segments.weight[0])
 
-        `head_mask` (layers, h) scales each head's output: 0 switches it off.
+    def forward(
+        self,
+        ids: torch.Tensor,
+        lengths: torch.Tensor,
+        head_mask: torch.Tensor | None = None,
+        shift: torch.Tensor | None = None,
+        need_weights: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """ids (B, T), lengths (B,) -> hidden states (B, T, d_model) and weights (layers, B, h, T, T) or None.
+
+        `head_mask` (layers, h) scales each head's output: 0 switches it off. `shift`
+        (layers, d_model) is added to each layer's attention output (`mean_ablation`).
         """
-        L, h = self.config.num_layers, self.config.num_heads
+        L, h, d = self.config.num_layers, self.config.num_heads, self.config.d_model
         if head_mask is not None and head_mask.shape != (L, h):
             raise ValueError(f"head_mask must have shape (layers={L}, heads={h}), got {tuple(head_mask.shape)}")
-        T = ids.shape[1]
-        x = self.tokens(ids) + self.positions.weight[:T] + self.segments.weight[0]  # (B, T, d_model)
-        x = self.norm(x)
-        mask = padding_mask(lengths, T)  # (B, 1, 1, T): padding is never attended to
+        if shift is not None and shift.shape != (L, d):
+            raise ValueError(f"shift must have shape (layers={L}, d_model={d}), got {tuple(shift.shape)}")
+        x = self.embed(ids)  # (B, T, d_model)
+        mask = padding_mask(lengths, ids.shape[1])  # (B, 1, 1, T): padding is never attended to
         weights = []
         for i, layer in enumerate(self.layers):
-            x, w = layer(x, mask, None if head_mask is None else head_mask[i])
+            x, w = layer(
+                x, mask, None if head_mask is None else head_mask[i], None if shift is None else shift[i], need_weights
+            )
             weights.append(w)
-        return x, torch.stack(weights)  # (B, T, d_model), (layers, B, h, T, T)
+        return x, torch.stack(weights) if need_weights else None  # (B, T, d_model), (layers, B, h, T, T)
 
 
 def _state_dict(bert: dict[str, torch.Tensor], num_layers: int) -> dict[str, torch.Tensor]:
@@ -187,7 +213,7 @@ def tokenize(texts: list[str]) -> tuple[list[list[str]], torch.Tensor, torch.Ten
 def embed(texts: list[str], head_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Sentence embeddings (B, d_model): the mean of each text's hidden states, L2-normalised. Introduced in chapter 7."""
     _, ids, lengths = tokenize(texts)
-    hidden, _ = load_encoder()(ids, lengths, head_mask)  # (B, T, d_model)
+    hidden, _ = load_encoder()(ids, lengths, head_mask, need_weights=False)  # (B, T, d_model)
     keep = padding_mask(lengths, ids.shape[1])[:, 0, 0, :, None]  # (B, T, 1)
     mean = (hidden * keep).sum(1) / lengths[:, None]  # (B, d_model)
     return F.normalize(mean, dim=-1)

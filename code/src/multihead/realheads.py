@@ -1,0 +1,283 @@
+"""What the heads of a real model do, measured (chapter 7).
+
+The pretrained encoder of `multihead.pretrained` is run on text that ships with Python itself
+(the sentences of its documentation, in `pydoc_data`) and on sentences generated for the course.
+Every head gets a score for each behaviour, next to the score that attention spread evenly over
+the tokens would get. Ablation removes heads, by zeroing them or by replacing them with their
+mean output, and measures how far the sentence embeddings move.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+import torch
+import torch.nn.functional as F
+
+from .heads import split_heads
+from .masks import padding_mask
+from .pretrained import Encoder, tokenize
+
+PUNCTUATION = set(".,;:!?()'\"-")
+
+PEOPLE = ["woman", "man", "teacher", "doctor", "farmer", "student", "nurse", "pilot"]
+THINGS = ["car", "lamp", "book", "phone", "chair", "clock", "radio", "bike", "table", "coat", "camera", "box"]
+STATES = ["old", "cheap", "broken", "heavy", "expensive", "loud", "new", "small"]
+DID_TO = ["sold", "bought", "returned", "kept", "moved", "repaired", "liked", "wanted"]  # a person did it to a thing
+FELT = ["surprised", "pleased", "annoyed", "impressed", "worried", "bored"]  # a thing made a person feel it
+
+
+def documentation_sentences(n: int, seed: int = 0) -> list[str]:
+    """`n` plain sentences of 8 to 20 words from Python's own documentation, shuffled by `seed`. Introduced in chapter 7.
+
+    The text is `pydoc_data.topics`, which every Python installation ships.
+    """
+    from pydoc_data.topics import topics
+
+    text = re.sub(r"\s+", " ", " ".join(topics[key] for key in sorted(topics)))
+    sentences = sorted(
+        {s for s in re.split(r"(?<=[.!?])\s+", text) if 8 <= len(s.split()) <= 20 and re.fullmatch(r"[A-Z][A-Za-z ,;()'-]+\.", s)}
+    )
+    if n > len(sentences):
+        raise ValueError(f"n={n}: the documentation has {len(sentences)} sentences that qualify")
+    random.Random(seed).shuffle(sentences)
+    return sentences[:n]
+
+
+def it_sentences(n: int, antecedent: str, seed: int = 0) -> list[tuple[str, str, str]]:
+    """`n` sentences where "it" can only mean one thing, with that thing and the other noun. Introduced in chapter 7.
+
+    antecedent="object": "The woman sold the lamp because it was old." (the thing is nearer "it").
+    antecedent="subject": "The lamp pleased the woman because it was new." (the thing is farther).
+    A person is never "it", so the antecedent is the thing. Returns (sentence, thing, person).
+    """
+    if antecedent not in ("object", "subject"):
+        raise ValueError(f"antecedent={antecedent!r} must be 'object' or 'subject'")
+    rng = random.Random(f"{seed}-{antecedent}")
+    out = []
+    for _ in range(n):
+        person, thing, state = rng.choice(PEOPLE), rng.choice(THINGS), rng.choice(STATES)
+        if antecedent == "object":
+            sentence = f"The {person} {rng.choice(DID_TO)} the {thing} because it was {state}."
+        else:
+            sentence = f"The {thing} {rng.choice(FELT)} the {person} because it was {state}."
+        out.append((sentence, thing, person))
+    return out
+
+
+@torch.no_grad()
+def weights_of(encoder: Encoder, texts: list[str]) -> tuple[list[list[str]], torch.Tensor, torch.Tensor]:
+    """Word pieces, every head's weights (layers, B, h, T, T) and lengths (B,). Introduced in chapter 7."""
+    tokens, ids, lengths = tokenize(texts)
+    _, weights = encoder(ids, lengths)
+    return tokens, weights, lengths
+
+
+KINDS = ("previous", "next", "[CLS]", "[SEP]", "punctuation", "same word")
+
+
+def _keys_of(kind: str, pieces: list[str], q: int, n: int) -> list[int]:
+    """The keys a query at position q is scored on for one kind; n tokens with [CLS] and [SEP]."""
+    words = range(1, n - 1)  # the word pieces between [CLS] and [SEP]
+    if kind == "previous":
+        return [q - 1] if q - 1 in words else []
+    if kind == "next":
+        return [q + 1] if q + 1 in words else []
+    if kind == "[CLS]":
+        return [0]
+    if kind == "[SEP]":
+        return [n - 1]
+    if kind == "punctuation":
+        return [k for k in words if pieces[k] in PUNCTUATION]
+    return [k for k in words if k != q and pieces[k] == pieces[q]]  # same word
+
+
+def head_type_scores(encoder: Encoder, texts: list[str], batch_size: int = 32) -> dict[str, tuple[torch.Tensor, float]]:
+    """Each head's mean weight on each kind of key, and what even attention would give. Introduced in chapter 7.
+
+    Every query that is a word piece (not [CLS] or [SEP]) is scored on the keys of a kind:
+    "previous" and "next" the word piece before and after it, "[CLS]" and "[SEP]" those tokens,
+    "punctuation" every punctuation mark, "same word" the other places of its word piece (only
+    queries whose word piece occurs again). Returns kind -> (scores (layers, h), chance), where
+    chance is the weight that attention spread evenly over the n tokens puts on those keys.
+    Texts are run in batches of similar length, so little is padding.
+    """
+    by_length = sorted(texts, key=len)
+    L, h = encoder.config.num_layers, encoder.config.num_heads
+    sums = {kind: [torch.zeros(L, h), 0.0, 0] for kind in KINDS}  # weight on the keys, chance, queries
+    for i in range(0, len(by_length), batch_size):
+        tokens, weights, lengths = weights_of(encoder, by_length[i : i + batch_size])  # (L, B, h, T, T)
+        for b, (pieces, n) in enumerate(zip(tokens, lengths.tolist())):
+            for q in range(1, n - 1):
+                for kind in KINDS:
+                    keys = _keys_of(kind, pieces, q, n)
+                    if keys:
+                        total = sums[kind]
+                        total[0] += weights[:, b, :, q, keys].sum(-1)  # (L, h)
+                        total[1] += len(keys) / n
+                        total[2] += 1
+    return {kind: (on_keys / count, chance / count) for kind, (on_keys, chance, count) in sums.items()}
+
+
+def it_scores(encoder: Encoder, examples: list[tuple[str, str, str]]) -> torch.Tensor:
+    """(layers, h): the share of sentences in which "it" gives its antecedent more weight than the other noun. Introduced in chapter 7.
+
+    Chance is 0.5: a head blind to meaning is as likely to favour either noun.
+    """
+    tokens, weights, _ = weights_of(encoder, [sentence for sentence, _, _ in examples])
+    wins = torch.zeros(weights.shape[0], weights.shape[2])
+    for b, (pieces, (_, thing, person)) in enumerate(zip(tokens, examples)):
+        it, a, o = pieces.index("it"), pieces.index(thing), pieces.index(person)
+        wins += (weights[:, b, :, it, a] > weights[:, b, :, it, o]).float()  # (layers, h)
+    return wins / len(examples)
+
+
+def best(scores: torch.Tensor) -> tuple[int, int]:
+    """(layer, head) of the largest score in a (layers, h) table. Introduced in chapter 7."""
+    i = int(scores.argmax())
+    return divmod(i, scores.shape[1])
+
+
+@torch.no_grad()
+def head_means(encoder: Encoder, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Every head's output (before W_o) averaged over the real tokens, (layers, h, d_k). Introduced in chapter 7."""
+    inputs = []
+    hooks = [layer.attention.register_forward_pre_hook(lambda m, args: inputs.append(args[0])) for layer in encoder.layers]
+    try:
+        _, weights = encoder(ids, lengths)  # (layers, B, h, T, T)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    keep = padding_mask(lengths, ids.shape[1])[:, 0, 0, :, None]  # (B, T, 1)
+    means = []
+    for layer, x, w in zip(encoder.layers, inputs, weights):
+        v = split_heads(layer.attention.W_v(x), layer.attention.num_heads)  # (B, h, T, d_k)
+        heads = w @ v  # (B, h, T, d_k)
+        means.append((heads * keep[:, None]).sum((0, 2)) / keep.sum())  # (h, d_k)
+    return torch.stack(means)
+
+
+def removal(encoder: Encoder, removed: torch.Tensor, means: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """head_mask (layers, h) and shift (layers, d_model) that remove the heads where `removed` is True. Introduced in chapter 7.
+
+    Without `means` the heads are zeroed. With them (`head_means`), each removed head is replaced
+    by its mean output: a constant whose share of W_o's output is added as a shift.
+    """
+    head_mask = (~removed).float()
+    if means is None:
+        return head_mask, None
+    shift = []
+    for layer, gone, mean in zip(encoder.layers, removed, means):
+        w_o = layer.attention.W_o.weight  # (d_model, h * d_k): head i owns columns i*d_k .. (i+1)*d_k
+        constant = (mean * gone[:, None]).reshape(-1)  # (h * d_k,): removed heads' means, others 0
+        shift.append(w_o @ constant)  # (d_model,)
+    return head_mask, torch.stack(shift)
+
+
+@torch.no_grad()
+def similarity_to(
+    encoder: Encoder, ids: torch.Tensor, lengths: torch.Tensor, reference: torch.Tensor,
+    removed: torch.Tensor, means: torch.Tensor | None = None,
+) -> float:
+    """Mean cosine similarity of the sentence embeddings with `removed` heads to `reference` (B, d_model). Introduced in chapter 7."""
+    head_mask, shift = removal(encoder, removed, means)
+    hidden, _ = encoder(ids, lengths, head_mask, shift, need_weights=False)  # (B, T, d_model)
+    keep = padding_mask(lengths, ids.shape[1])[:, 0, 0, :, None]  # (B, T, 1)
+    embedded = F.normalize((hidden * keep).sum(1) / lengths[:, None], dim=-1)  # (B, d_model)
+    return (embedded * reference).sum(-1).mean().item()
+
+
+def importance(
+    encoder: Encoder, ids: torch.Tensor, lengths: torch.Tensor, reference: torch.Tensor, means: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(layers, h): how far the embeddings move when that head alone is removed, 1 - similarity. Introduced in chapter 7."""
+    L, h = encoder.config.num_layers, encoder.config.num_heads
+    scores = torch.zeros(L, h)
+    for layer in range(L):
+        for head in range(h):
+            removed = torch.zeros(L, h, dtype=torch.bool)
+            removed[layer, head] = True
+            scores[layer, head] = 1 - similarity_to(encoder, ids, lengths, reference, removed, means)
+    return scores
+
+
+def pruning_curve(
+    encoder: Encoder, ids: torch.Tensor, lengths: torch.Tensor, reference: torch.Tensor,
+    order: torch.Tensor, counts: list[int], means: torch.Tensor | None = None,
+) -> list[float]:
+    """Similarity to `reference` after removing the first k heads of `order`, for each k in `counts`. Introduced in chapter 7.
+
+    `order` holds flat head indices layer * h + head, least important first.
+    """
+    L, h = encoder.config.num_layers, encoder.config.num_heads
+    out = []
+    for k in counts:
+        if not 0 <= k <= L * h:
+            raise ValueError(f"cannot remove {k} of {L * h} heads")
+        removed = torch.zeros(L * h, dtype=torch.bool)
+        removed[order[:k]] = True
+        out.append(similarity_to(encoder, ids, lengths, reference, removed.view(L, h), means))
+    return out
+
+
+PRUNING_RECORD = "ch7_pruning"  # records/ch7_pruning.pt, written by `python -m multihead.realheads`
+ABLATION_SIZE = 32  # sentences that choose the order, and as many others that score it
+
+
+def ablation_sets() -> tuple[list[str], list[str]]:
+    """Two disjoint sets of documentation sentences: one ranks the heads, the other scores the pruning. Introduced in chapter 7.
+
+    They come after the 300 sentences that `head_type_scores` is shown on in the chapter.
+    """
+    docs = documentation_sentences(300 + 2 * ABLATION_SIZE)
+    return docs[300 : 300 + ABLATION_SIZE], docs[300 + ABLATION_SIZE :]
+
+
+@torch.no_grad()
+def full_embeddings(encoder: Encoder, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Sentence embeddings (B, d_model) of the whole model: the reference for `similarity_to`. Introduced in chapter 7."""
+    none = torch.zeros(encoder.config.num_layers, encoder.config.num_heads, dtype=torch.bool)
+    head_mask, _ = removal(encoder, none)
+    hidden, _ = encoder(ids, lengths, head_mask, need_weights=False)
+    keep = padding_mask(lengths, ids.shape[1])[:, 0, 0, :, None]  # (B, T, 1)
+    return F.normalize((hidden * keep).sum(1) / lengths[:, None], dim=-1)
+
+
+def record_pruning(encoder: Encoder) -> dict:
+    """Importance of every head (zero and mean ablation) on one set; pruning curves on the other. Introduced in chapter 7.
+
+    Curves remove 0 to 72 heads, least important first, and a "random" curve removes them in a
+    seeded random order (zeroed), as the baseline an importance order must beat.
+    """
+    choose, score = ablation_sets()
+    (_, ids_a, len_a), (_, ids_b, len_b) = tokenize(choose), tokenize(score)
+    ref_a, ref_b = full_embeddings(encoder, ids_a, len_a), full_embeddings(encoder, ids_b, len_b)
+    means = head_means(encoder, ids_a, len_a)
+    n = encoder.config.num_layers * encoder.config.num_heads
+    counts = list(range(n + 1))
+    record = {"counts": counts, "importance": {}, "curves": {}}
+    for mode, m in (("zero", None), ("mean", means)):
+        record["importance"][mode] = importance(encoder, ids_a, len_a, ref_a, m)
+        order = record["importance"][mode].flatten().argsort()
+        record["curves"][mode] = pruning_curve(encoder, ids_b, len_b, ref_b, order, counts, m)
+    shuffled = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    record["curves"]["random"] = pruning_curve(encoder, ids_b, len_b, ref_b, shuffled, counts)
+    record["random_order"] = shuffled
+    return record
+
+
+def heads_that_can_go(curve: list[float], drop: float) -> int:
+    """The most heads removed, along a curve from 0 heads on, before the score falls below 1 - drop. Introduced in chapter 7."""
+    for k, value in enumerate(curve):
+        if value < 1 - drop:
+            return k - 1
+    return len(curve) - 1
+
+
+if __name__ == "__main__":  # make records
+    from .experiments import RECORDS
+    from .pretrained import load_encoder
+
+    torch.save(record_pruning(load_encoder()), RECORDS / f"{PRUNING_RECORD}.pt")
+    print(f"wrote {RECORDS / PRUNING_RECORD}.pt")
