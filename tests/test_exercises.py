@@ -90,6 +90,30 @@ def test_previous_token_checker() -> None:
     assert "above the diagonal" in repr(above)
 
 
+def test_cls_share_checker() -> None:
+    from multihead.exercises import check_cls_share
+
+    def right(weights, lengths):
+        real = torch.arange(weights.shape[-1]) < lengths[:, None]  # (B, T)
+        return (weights[..., 0] * real[:, None]).sum(dim=(1, 3)) / real.sum()
+
+    def with_padding(weights, lengths):
+        return weights[..., 0].mean(dim=(1, 3))
+
+    def row_not_column(weights, lengths):
+        return right(weights.transpose(-2, -1), lengths)
+
+    def per_sequence(weights, lengths):
+        real = torch.arange(weights.shape[-1]) < lengths[:, None]  # (B, T)
+        return ((weights[..., 0] * real[:, None]).sum(dim=3) / lengths[:, None]).mean(dim=1)
+
+    assert check_cls_share(right).ok
+    assert "padded queries" in repr(check_cls_share(with_padding))
+    assert "column 0" in repr(check_cls_share(row_not_column))
+    assert "averaged each sequence first" in repr(check_cls_share(per_sequence))
+    assert "expected shape (2, 4)" in repr(check_cls_share(lambda w, n: w[..., 0].mean(dim=(2, 3))))
+
+
 def test_favourite_keys_checker() -> None:
     from multihead.exercises import check_favourite_keys
 

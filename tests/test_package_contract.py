@@ -43,7 +43,7 @@ def test_init_reexports_only_existing_names() -> None:
 def test_the_package_does_not_import_upward() -> None:
     """Ground-floor modules import nothing of ours; only the top floor imports module/attention."""
     ground = {"heads", "masks", "counting", "data", "plotting"}
-    top = {"training", "experiments", "widgets", "exercises", "bench", "roofline", "analysis", "bugs", "pretrained"}
+    top = {"training", "experiments", "widgets", "exercises", "bench", "roofline", "analysis", "bugs", "pretrained", "realheads"}
     for module in MODULES:
         short = module.__name__.split(".")[1]
         source = inspect.getsource(module)

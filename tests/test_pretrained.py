@@ -97,3 +97,17 @@ def test_the_longest_text_the_model_reads() -> None:
     _, ids, _ = tokenize(["word " * 510])  # 510 words + [CLS] + [SEP]
     assert ids.shape == (1, pretrained.MAX_TOKENS)
     assert embed(["word " * 510]).shape == (1, 384)
+
+
+def test_the_archive_is_extracted_once(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MULTIHEAD_CACHE", str(tmp_path))
+    folder = pretrained.extracted()
+    assert folder.parent == tmp_path and folder.name.startswith("all-minilm-l6-v2-")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(pretrained.ARCHIVE_FILES)
+    written = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert pretrained.extracted() == folder
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == written  # not written again
+    (folder / "tokenizer.json").unlink()  # a file that went missing comes back, and only it
+    pretrained.extracted()
+    assert (folder / "tokenizer.json").exists()
+    assert (folder / "model.safetensors").stat().st_mtime_ns == written["model.safetensors"]

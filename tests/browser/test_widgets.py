@@ -21,6 +21,7 @@ WIDGETS = {
     "chapters/04_concatenation_and_wo.html": ["head-switches"],
     "chapters/05_the_complete_module.html": ["module-calculator"],
     "chapters/06_what_the_heads_learn.html": ["learned-heads"],
+    "chapters/07_heads_of_a_real_model.html": ["real-heads"],
     "chapters/08_how_many_heads.html": ["sweep-viewer"],
     "chapters/09_pytorch_in_practice.html": ["torch-options"],
     "chapters/10_beyond_the_classic_module.html": ["grouping-explorer"],

@@ -391,6 +391,35 @@ def check_previous_token_score(fn: Callable[[torch.Tensor], torch.Tensor]) -> Ch
     return report
 
 
+def check_cls_share(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> CheckReport:
+    """Check a reader's cls_share(weights, lengths): mean weight on key 0 over real queries, (layers, h). Introduced in chapter 7."""
+    report = CheckReport("cls_share")
+    rng = generator(10)
+    for L, B, h, T, lengths in [(2, 3, 4, 6, [6, 2, 4]), (1, 1, 2, 3, [3]), (3, 2, 1, 5, [1, 5])]:
+        lengths = torch.tensor(lengths)
+        keys = padding_mask(lengths, T)  # (B, 1, 1, T): True = a real key
+        scores = torch.randn(L, B, h, T, T, generator=rng).masked_fill(~keys, float("-inf"))
+        weights = scores.softmax(dim=-1)  # (L, B, h, T, T), padded keys get 0
+        got = _call(report, fn, weights.clone(), lengths.clone())
+        if not report.ok:
+            break
+        real = keys[:, 0, 0]  # (B, T): the real queries
+        want = weights[..., 0].mul(real[:, None]).sum(dim=(1, 3)) / real.sum()  # (L, h)
+
+        def hint(got: torch.Tensor, weights: torch.Tensor = weights, real: torch.Tensor = real) -> str:
+            if torch.allclose(got, weights[..., 0].mean(dim=(1, 3))):
+                return "You averaged over padded queries too: count only positions t < lengths[b]."
+            if torch.allclose(got, weights[..., 0, :].mul(real[:, None]).sum(dim=(1, 3)) / real.sum()):
+                return "weights[..., 0, :] is what [CLS] attends to; the weight on [CLS] is column 0."
+            per_sequence = weights[..., 0].mul(real[:, None]).sum(dim=3) / real.sum(dim=1)[:, None]  # (L, B, h)
+            if torch.allclose(got, per_sequence.mean(dim=1)):
+                return "You averaged each sequence first; pool all real queries of all sequences."
+            return "Sum weights[l, b, i, t, 0] over b and real t < lengths[b], then divide by lengths.sum()."
+
+        _compare(report, f"weights {tuple(weights.shape)}, lengths {lengths.tolist()}", got, want, hint, atol=1e-6)
+    return report
+
+
 def check_favourite_keys(fn: Callable[[torch.Tensor, torch.Tensor], int]) -> CheckReport:
     """Check a reader's count_favourite_keys(q, k): distinct arg-max keys over queries. Introduced in chapter 8."""
     report = CheckReport("count_favourite_keys")

@@ -1,4 +1,4 @@
-"""Plotting helpers: attention heatmaps with token labels (chapters 1, 3, 6).
+"""Plotting helpers: attention heatmaps with token labels (chapters 1, 3, 6, 7).
 
 Figures are built with `matplotlib.figure.Figure`, not pyplot, so no backend or global state
 is involved; a notebook displays a returned Figure inline.
@@ -6,12 +6,13 @@ is involved; a notebook displays a returned Figure inline.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 
 import torch
 from matplotlib.axes import Axes
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from matplotlib.figure import Figure
 
 
@@ -120,4 +121,94 @@ def plot_flow(steps: Sequence[tuple[str, str]], *, title: str | None = None) -> 
                         arrowprops={"arrowstyle": "->", "color": "#4a6fa5"})
     if title:
         ax.set_title(title)
+    return fig
+
+
+VIRIDIS_LEVELS = 64  # palette entries 0..63: viridis from 0 to 1; 64..79: greys for the text
+
+
+@functools.cache
+def _palette() -> list[int]:
+    """An 80-colour palette: viridis for the weights, then 16 greys from black to white."""
+    from matplotlib import colormaps
+
+    colours = colormaps["viridis"](torch.linspace(0, 1, VIRIDIS_LEVELS).numpy())[:, :3] * 255
+    greys = [[round(255 * g / 15)] * 3 for g in range(16)]
+    return [round(c) for rgb in colours.tolist() + greys for c in rgb]
+
+
+@functools.cache
+def _label_font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+@functools.cache
+def _key_labels(tokens: tuple[str, ...], cell: int, size: int) -> Image.Image:
+    """The key labels ("L" image), written upwards under each column as `plot_attention` writes them."""
+    font = _label_font(size)
+    width = int(max(font.getlength(t) for t in tokens)) + 4
+    strip = Image.new("L", (width, cell * len(tokens)), 255)  # one row per token, then turned
+    draw = ImageDraw.Draw(strip)
+    for i, token in enumerate(tokens):
+        draw.text((width - 2, i * cell + cell / 2), token, fill=0, font=font, anchor="rm")
+    return strip.rotate(90, expand=True, fillcolor=255)  # row 0 becomes the leftmost column
+
+
+def heatmap_png(attn: torch.Tensor, tokens: Sequence[str], title: str = "", *, cell: int = 14) -> bytes:
+    """One (T, T) weight matrix as a small PNG: query rows, key columns, token labels. Introduced in chapter 7.
+
+    Drawn with PIL straight into a fixed palette in about 2 ms, against about 100 for a
+    matplotlib figure, so a widget can hold hundreds of them. The colours are
+    `plot_attention`'s: viridis from 0 to 1.
+    """
+    if attn.dim() != 2 or attn.shape[0] != attn.shape[1]:
+        raise ValueError(f"heatmap_png takes one square (T, T) matrix, got shape {tuple(attn.shape)}")
+    T = attn.shape[0]
+    if len(tokens) != T:
+        raise ValueError(f"{len(tokens)} labels for a {T} x {T} matrix")
+    size = max(8, cell - 3)
+    font = _label_font(size)
+    keys = _key_labels(tuple(tokens), cell, size)
+    left = int(max(font.getlength(t) for t in tokens)) + 6
+    top = size + 8 if title else 4
+    text = Image.new("L", (left + T * cell + 4, top + T * cell + keys.height), 255)  # labels, black on white
+    text.paste(keys, (left, top + T * cell))
+    draw = ImageDraw.Draw(text)
+    for i, token in enumerate(tokens):
+        draw.text((left - 3, top + i * cell + cell / 2), token, fill=0, font=font, anchor="rm")
+    if title:
+        draw.text((left, 3), title, fill=0, font=font)
+    canvas = text.point([VIRIDIS_LEVELS + v // 16 for v in range(256)])  # grey level -> its palette entry
+    canvas.putpalette(_palette())  # now a "P" image
+    levels = (attn.detach().float().clamp(0, 1) * (VIRIDIS_LEVELS - 1)).round().to(torch.uint8)  # (T, T)
+    grid = Image.fromarray(levels.numpy(), mode="L").resize((T * cell, T * cell), Image.Resampling.NEAREST)
+    canvas.paste(grid, (left, top))  # palette indices, copied as they are
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="png")
+    return buffer.getvalue()
+
+
+def plot_head_grid(weights: torch.Tensor, *, gap: int = 1) -> Figure:
+    """Every head's (T, T) weights, layers as rows and heads as columns, in one image. Introduced in chapter 7.
+
+    weights has shape (layers, h, T, T). One `imshow` of a tiled array draws all of them at the
+    cost of one; `gap` white cells separate the tiles.
+    """
+    if weights.dim() != 4:
+        raise ValueError(f"plot_head_grid takes (layers, h, T, T), got shape {tuple(weights.shape)}")
+    L, h, T, _ = weights.shape
+    step = T + gap
+    tiles = torch.full((L * step - gap, h * step - gap), float("nan"))  # NaN shows as the background
+    for layer in range(L):
+        for head in range(h):
+            tiles[layer * step : layer * step + T, head * step : head * step + T] = weights[layer, head]
+    fig = Figure(figsize=(0.62 * h + 0.8, 0.62 * L + 0.6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.imshow(tiles.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([head * step + (T - 1) / 2 for head in range(h)], [str(head) for head in range(h)])
+    ax.set_yticks([layer * step + (T - 1) / 2 for layer in range(L)], [str(layer) for layer in range(L)])
+    ax.set(xlabel="head", ylabel="layer")
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
     return fig

