@@ -16,6 +16,7 @@ from multihead.realheads import (
     heads_that_can_go,
     importance,
     pronoun_scores,
+    pronoun_weights,
     pronoun_sentences,
     pruning_curve,
     removal,
@@ -77,6 +78,15 @@ def test_pronoun_scores_count_the_sentences_where_the_pronoun_weighs_its_noun_hi
         q = pieces.index("she")
         expected += (weights[:, b, :, q, pieces.index(meant)] > weights[:, b, :, q, pieces.index(other)]).float()
     torch.testing.assert_close(pronoun_scores(encoder, examples), expected / 8)
+
+
+def test_pronoun_weights_are_the_mean_weights_on_the_two_nouns(encoder) -> None:
+    examples = pronoun_sentences(6, "did", "it")
+    tokens, weights, _ = realheads.weights_of(encoder, [s for s, *_ in examples])
+    meant, other = pronoun_weights(encoder, examples)
+    for got, noun in ((meant, 2), (other, 3)):  # examples hold (sentence, pronoun, meant, other)
+        by_hand = [weights[:, i, :, t.index("it"), t.index(examples[i][noun])] for i, t in enumerate(tokens)]
+        torch.testing.assert_close(got, torch.stack(by_hand).mean(0))  # (layers, h)
 
 
 def test_mean_ablation_replaces_the_head_by_its_mean(encoder) -> None:

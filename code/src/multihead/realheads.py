@@ -141,6 +141,20 @@ def pronoun_scores(encoder: Encoder, examples: list[tuple[str, str, str, str]]) 
     return wins / len(examples)
 
 
+def pronoun_weights(encoder: Encoder, examples: list[tuple[str, str, str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(layers, h) twice: the mean weight the pronoun puts on what it means, and on the other noun. Introduced in chapter 7.
+
+    `pronoun_scores` says how often the first beats the second; this says by how much.
+    """
+    tokens, weights, _ = weights_of(encoder, [sentence for sentence, *_ in examples])
+    meant, other = torch.zeros(2, weights.shape[0], weights.shape[2])
+    for b, (pieces, (_, pronoun, m, o)) in enumerate(zip(tokens, examples)):
+        q = pieces.index(pronoun)
+        meant += weights[:, b, :, q, pieces.index(m)]  # (layers, h)
+        other += weights[:, b, :, q, pieces.index(o)]
+    return meant / len(examples), other / len(examples)
+
+
 def best(scores: torch.Tensor) -> tuple[int, int]:
     """(layer, head) of the largest score in a (layers, h) table. Introduced in chapter 7."""
     i = int(scores.argmax())
