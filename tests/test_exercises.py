@@ -108,6 +108,7 @@ def test_cls_share_checker() -> None:
         return ((weights[..., 0] * real[:, None]).sum(dim=3) / lengths[:, None]).mean(dim=1)
 
     assert check_cls_share(right).ok
+    assert check_cls_share(lambda w, n: right(w.double(), n)).ok  # float64 is right too
     assert "padded queries" in repr(check_cls_share(with_padding))
     assert "column 0" in repr(check_cls_share(row_not_column))
     assert "averaged each sequence first" in repr(check_cls_share(per_sequence))

@@ -37,6 +37,8 @@ def test_documentation_sentences_are_plain_distinct_and_seeded() -> None:
     assert documentation_sentences(300, seed=1) != docs
     with pytest.raises(ValueError, match="n=100000: the documentation has"):
         documentation_sentences(100_000)
+    with pytest.raises(ValueError, match="n=-1"):
+        documentation_sentences(-1)
 
 
 def test_every_noun_and_pronoun_is_one_word_piece() -> None:
@@ -89,6 +91,15 @@ def test_pronoun_weights_are_the_mean_weights_on_the_two_nouns(encoder) -> None:
         torch.testing.assert_close(got, torch.stack(by_hand).mean(0))  # (layers, h)
 
 
+def test_a_noun_that_is_not_one_word_piece_is_named(encoder) -> None:
+    sentence = "The trophy did not fit in the suitcase because it was too big."
+    assert pronoun_scores(encoder, [(sentence, "it", "Trophy", "suitcase")]).shape == (6, 12)
+    with pytest.raises(ValueError, match=r"'suitcases' must be one word piece, once, in .*word pieces are"):
+        pronoun_weights(encoder, [(sentence, "it", "trophy", "suitcases")])
+    with pytest.raises(ValueError, match="'the' must be one word piece, once"):
+        pronoun_scores(encoder, [(sentence, "it", "the", "trophy")])
+
+
 def test_mean_ablation_replaces_the_head_by_its_mean(encoder) -> None:
     """The shift that `removal` adds is what W_o makes of the removed head's mean output."""
     _, ids, lengths = tokenize(["The lamp pleased the woman because it was new.", "A dog ran."])
@@ -122,6 +133,8 @@ def test_removing_nothing_keeps_the_model_and_everything_moves_it(encoder) -> No
     assert curve[0] == pytest.approx(1.0, abs=1e-6) and curve[2] < curve[0] - 0.1
     with pytest.raises(ValueError, match="cannot remove 73 of 72 heads"):
         pruning_curve(encoder, ids, lengths, reference, order, [73])
+    with pytest.raises(ValueError, match="each of the 72 flat head indices once"):
+        pruning_curve(encoder, ids, lengths, reference, torch.zeros(72, dtype=torch.long), [1])
 
 
 def test_heads_that_can_go() -> None:

@@ -40,7 +40,7 @@ def documentation_sentences(n: int, seed: int = 0) -> list[str]:
     sentences = sorted(
         {s for s in re.split(r"(?<=[.!?])\s+", text) if 8 <= len(s.split()) <= 20 and re.fullmatch(r"[A-Z][A-Za-z ,;()'-]+\.", s) and "--" not in s}
     )
-    if n > len(sentences):
+    if not 0 <= n <= len(sentences):
         raise ValueError(f"n={n}: the documentation has {len(sentences)} sentences that qualify")
     random.Random(seed).shuffle(sentences)
     return sentences[:n]
@@ -128,6 +128,13 @@ def head_type_scores(encoder: Encoder, texts: list[str], batch_size: int = 32) -
     return {kind: (on_keys / count, chance / count) for kind, (on_keys, chance, count) in sums.items()}
 
 
+def _position(pieces: list[str], word: str, sentence: str) -> int:
+    """Where `word` stands among a sentence's word pieces; it must be exactly one piece, once."""
+    if pieces.count(word.lower()) != 1:
+        raise ValueError(f"{word!r} must be one word piece, once, in {sentence!r}; its word pieces are {pieces}")
+    return pieces.index(word.lower())
+
+
 def pronoun_scores(encoder: Encoder, examples: list[tuple[str, str, str, str]]) -> torch.Tensor:
     """(layers, h): the share of sentences in which the pronoun weighs what it means above the other noun. Introduced in chapter 7.
 
@@ -135,8 +142,8 @@ def pronoun_scores(encoder: Encoder, examples: list[tuple[str, str, str, str]]) 
     """
     tokens, weights, _ = weights_of(encoder, [sentence for sentence, *_ in examples])
     wins = torch.zeros(weights.shape[0], weights.shape[2])
-    for b, (pieces, (_, pronoun, meant, other)) in enumerate(zip(tokens, examples)):
-        q, m, o = pieces.index(pronoun), pieces.index(meant), pieces.index(other)
+    for b, (pieces, (sentence, pronoun, meant, other)) in enumerate(zip(tokens, examples)):
+        q, m, o = (_position(pieces, word, sentence) for word in (pronoun, meant, other))
         wins += (weights[:, b, :, q, m] > weights[:, b, :, q, o]).float()  # (layers, h)
     return wins / len(examples)
 
@@ -148,10 +155,10 @@ def pronoun_weights(encoder: Encoder, examples: list[tuple[str, str, str, str]])
     """
     tokens, weights, _ = weights_of(encoder, [sentence for sentence, *_ in examples])
     meant, other = torch.zeros(2, weights.shape[0], weights.shape[2])
-    for b, (pieces, (_, pronoun, m, o)) in enumerate(zip(tokens, examples)):
-        q = pieces.index(pronoun)
-        meant += weights[:, b, :, q, pieces.index(m)]  # (layers, h)
-        other += weights[:, b, :, q, pieces.index(o)]
+    for b, (pieces, (sentence, pronoun, m, o)) in enumerate(zip(tokens, examples)):
+        q, m, o = (_position(pieces, word, sentence) for word in (pronoun, m, o))
+        meant += weights[:, b, :, q, m]  # (layers, h)
+        other += weights[:, b, :, q, o]
     return meant / len(examples), other / len(examples)
 
 
@@ -233,6 +240,8 @@ def pruning_curve(
     `order` holds flat head indices layer * h + head, least important first.
     """
     L, h = encoder.config.num_layers, encoder.config.num_heads
+    if sorted(order.tolist()) != list(range(L * h)):
+        raise ValueError(f"order must hold each of the {L * h} flat head indices once, got {order.tolist()}")
     out = []
     for k in counts:
         if not 0 <= k <= L * h:
