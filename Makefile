@@ -15,12 +15,13 @@ PACKAGE_SOURCES := $(shell find code/src -name '*.py')
 # (a typical laptop) instead of whatever this CPU offers. Compared outputs must not change.
 PORTABLE_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
 
-.PHONY: help install book test test-unit test-nbval test-portable test-book test-browser execute records lab bench clean
+.PHONY: help install book test test-unit test-nbval test-portable test-book test-browser test-colab execute records lab bench clean
 
 help:
 	@echo "make book     set up .venv, then render the book to _build/html"
 	@echo "make test     set up .venv, then run unit tests, nbval (twice: default and portable arithmetic),"
 	@echo "              the strict book build and browser tests"
+	@echo "make test-colab  run chapter 2 where only what Colab has is installed (part of make test)"
 	@echo "make execute  re-run every notebook in place (nbclient), storing outputs and widget state"
 	@echo "make records  re-run the recorded experiments of chapters 1, 7 and 8 (minutes), then re-run"
 	@echo "              those chapters"
@@ -52,13 +53,13 @@ book: $(STAMP) $(CACHE_STAMP)
 # Each step runs even when an earlier one failed; the target fails if any step failed.
 test: $(STAMP)
 	@failed=""; \
-	for step in test-unit test-nbval test-portable test-book test-browser; do \
+	for step in test-unit test-nbval test-portable test-book test-browser test-colab; do \
 	  echo "== $$step"; $(MAKE) --no-print-directory $$step || failed="$$failed $$step"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi; echo "All test steps passed."
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest tests --ignore=tests/browser
+	$(BIN)/python -m pytest tests --ignore=tests/browser --ignore=tests/colab
 
 test-nbval: $(STAMP)
 	$(BIN)/python -m pytest --nbval $(NOTEBOOKS)
@@ -95,6 +96,10 @@ records: $(STAMP)
 	$(BIN)/python -m multihead.realheads
 	$(BIN)/python tests/execute.py chapters/01_why_multiple_heads.ipynb chapters/07_heads_of_a_real_model.ipynb \
 	  chapters/08_how_many_heads.ipynb
+
+# A chapter run where only what Colab has is installed; its hidden first cell installs the rest.
+test-colab: $(STAMP)
+	$(BIN)/python -m pytest tests/colab
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab chapters

@@ -11,10 +11,11 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from install_cell import TAG, install_cell, source_for
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
-ALLOWED_TAGS = {"nbval-ignore-output", "hide-input", "hide-output", "remove-input", "remove-output"}
+ALLOWED_TAGS = {"nbval-ignore-output", "hide-input", "hide-output", "remove-input", "remove-output", "remove-cell"}
 MACHINE_PATH = re.compile(r"/(work|tmp|root|home|Users)/|site-packages|\.venv/")
 MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]{6,}")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -40,8 +41,24 @@ def test_there_are_notebooks_and_the_toc_lists_exactly_them() -> None:
 
 
 @pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.stem)
-def nb(request: pytest.FixtureRequest) -> nbformat.NotebookNode:
-    return nbformat.read(request.param, as_version=4)
+def nb_path(request: pytest.FixtureRequest) -> Path:
+    return request.param
+
+
+@pytest.fixture
+def nb(nb_path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(nb_path, as_version=4)
+
+
+def test_the_first_code_cell_installs_the_package_where_it_is_missing(nb_path: Path) -> None:
+    """Colab opens a chapter without the package: the hidden first cell installs it, from the
+    repository and branch of _config.yml. Where the package is present it prints nothing."""
+    nb = nbformat.read(nb_path, as_version=4)
+    cell = install_cell(nb)
+    assert cell is not None, f"the first code cell has no {TAG!r} tag: run python tests/install_cell.py"
+    assert cell.source == source_for(nb_path), "the install cell is out of date: run python tests/install_cell.py"
+    assert cell.outputs == [], "the install cell printed something where the package is installed"
+    assert [t for c in nb.cells for t in c.metadata.get("tags", [])].count(TAG) == 1, "only the install cell is removed"
 
 
 def test_every_code_cell_ran_once_in_order(nb: nbformat.NotebookNode) -> None:

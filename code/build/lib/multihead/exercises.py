@@ -1,0 +1,484 @@
+"""Checkers for the chapters' coding exercises: run the reader's function, say what is wrong.
+
+Each checker compares the reader's function with the package's reference on several shapes and
+returns a `CheckReport`; its text is what the notebook shows. Introduced in chapter 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from .data import IGNORE, first_minus_previous, generator
+from .heads import merge_heads, split_heads
+from .masks import causal_mask, padding_mask, to_torch_key_padding_mask
+from .module import MultiHeadAttention
+
+SPLIT_CASES = [(4, 16, 512, 4), (2, 5, 12, 3), (1, 7, 8, 8), (3, 1, 6, 1)]  # (B, T, d_model, h)
+
+
+@dataclass
+class CheckReport:
+    """The outcome of one checker: how many cases passed and what went wrong. Introduced in chapter 2."""
+
+    name: str
+    passed: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def fail(self, problem: str) -> None:
+        self.problems.append(problem)
+
+    def __repr__(self) -> str:
+        if self.ok:
+            return f"{self.name}: all {self.passed} checks passed."
+        return f"{self.name}: not yet.\n" + "\n".join(f"  - {problem}" for problem in self.problems)
+
+
+def _call(report: CheckReport, fn: Callable, *args) -> torch.Tensor | None:
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        report.fail("the function still raises NotImplementedError: fill in its body")
+    except Exception as error:  # the reader's code may fail in any way; report it, never crash
+        report.fail(f"calling it raised {type(error).__name__}: {error}")
+    return None
+
+
+def _compare(
+    report: CheckReport,
+    label: str,
+    got: object,
+    want: torch.Tensor,
+    hint: Callable[[torch.Tensor], str],
+    atol: float | None = None,
+) -> None:
+    """Record a pass, or what is wrong: not a tensor, the wrong shape, or other values (exact, or within atol)."""
+    if not isinstance(got, torch.Tensor):
+        report.fail(f"{label}: expected a tensor, got {type(got).__name__}")
+    elif got.shape != want.shape:
+        report.fail(f"{label}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}")
+    elif not (torch.equal(got, want) if atol is None else torch.allclose(got, want, atol=atol)):
+        report.fail(f"{label}: the shape is right but the values differ. {hint(got)}")
+    else:
+        report.passed += 1
+
+
+def check_split_heads(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> CheckReport:
+    """Check a reader's split_heads(x, num_heads) -> (B, h, T, d_k). Introduced in chapter 2."""
+    report = CheckReport("split_heads")
+    for B, T, d_model, h in SPLIT_CASES:
+        x = torch.arange(B * T * d_model, dtype=torch.float32).view(B, T, d_model)  # (B, T, d_model)
+        want = split_heads(x, h)  # (B, h, T, d_k)
+        got = _call(report, fn, x, h)
+        if not report.ok:
+            break
+
+        def hint(got: torch.Tensor, x: torch.Tensor = x) -> str:
+            if torch.equal(got, x.view(got.shape)):
+                return "It looks like a view to (B, h, T, d_k) without the transpose: view first to (B, T, h, d_k)."
+            return "Check which axis you split and which two you swap."
+
+        _compare(report, f"x {tuple(x.shape)}, h={h}", got, want, hint)
+    return report
+
+
+def check_merge_heads(fn: Callable[[torch.Tensor], torch.Tensor]) -> CheckReport:
+    """Check a reader's merge_heads(x) -> (B, T, d_model). Introduced in chapter 2."""
+    report = CheckReport("merge_heads")
+    for B, T, d_model, h in SPLIT_CASES:
+        x = split_heads(torch.randn(B, T, d_model), h)  # (B, h, T, d_k)
+        want = merge_heads(x)  # (B, T, d_model)
+        got = _call(report, fn, x)
+        if not report.ok:
+            break
+
+        def hint(got: torch.Tensor, x: torch.Tensor = x) -> str:
+            if torch.equal(got, x.reshape(got.shape)):
+                return "It looks like a reshape without transposing back: transpose(1, 2) first."
+            return "Transpose back to (B, T, h, d_k) before joining the last two axes."
+
+        _compare(report, f"heads {tuple(x.shape)}", got, want, hint)
+    return report
+
+
+def check_head_rows(fn: Callable[[torch.Tensor, int, int], torch.Tensor]) -> CheckReport:
+    """Check a reader's head_rows(W, num_heads, i): the rows of a fused weight that head i uses. Introduced in chapter 2."""
+    report = CheckReport("head_rows")
+    for d_model, h in [(512, 4), (12, 3), (8, 8)]:
+        d_k = d_model // h
+        W = torch.randn(d_model, d_model)  # nn.Linear weight: (out = d_model, in = d_model)
+        x = torch.randn(2, 5, d_model)  # (B, T, d_model)
+        for i in (0, h - 1):
+            got = _call(report, fn, W, h, i)
+            if not report.ok:
+                return report
+            want = W[i * d_k : (i + 1) * d_k]  # (d_k, d_model)
+
+            def hint(got: torch.Tensor, W: torch.Tensor = W, d_k: int = d_k, i: int = i) -> str:
+                if torch.equal(got, W[:, i * d_k : (i + 1) * d_k].T):
+                    return "You took columns; nn.Linear stores (out, in), so head i owns a block of rows."
+                return f"Head {i} owns output features {i * d_k} to {(i + 1) * d_k - 1}."
+
+            _compare(report, f"d_model={d_model}, h={h}, head {i}", got, want, hint)
+            if report.ok:  # the slice must reproduce head i of the fused projection
+                fused = split_heads(x @ W.T, h)[:, i]  # (B, T, d_k)
+                torch.testing.assert_close(x @ got.T, fused)
+    return report
+
+
+def check_task_targets(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> CheckReport:
+    """Check a reader's targets for chapter 1's task, (x[t-1] - x[0]) mod V. Introduced in chapter 1."""
+    report = CheckReport("task_targets")
+    for B, T, V in [(2, 10, 12), (3, 2, 5), (1, 7, 3)]:
+        x, want = first_minus_previous(B, T, V, generator(B * 100 + T))  # (B, T) each
+        got = _call(report, fn, x.clone(), V)
+        if not report.ok:
+            break
+
+        def hint(got: torch.Tensor, x: torch.Tensor = x, V: int = V, want: torch.Tensor = want) -> str:
+            if got[:, 0].ne(IGNORE).any():
+                return f"Position 0 has no answer: it should hold IGNORE ({IGNORE})."
+            if torch.equal(got[:, 1:], (x[:, :-1] + x[:, :1]) % V):
+                return "You added the first token; the task subtracts it."
+            if torch.equal(got[:, 1:], (x[:, :1] - x[:, :-1]) % V):
+                return "The order is swapped: previous token minus first token."
+            return "Compare position t with (x[:, t-1] - x[:, 0]) % vocab_size."
+
+        _compare(report, f"x {tuple(x.shape)}, V={V}", got, want, hint)
+    return report
+
+
+def check_attention_weights(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> CheckReport:
+    """Check a reader's attention_weights(q, k) = softmax(q k^T / sqrt(d_k)) over keys. Introduced in chapter 3."""
+    report = CheckReport("attention_weights")
+    rng = generator(3)
+    for B, h, T_q, T_k, d_k in [(2, 4, 5, 5, 16), (1, 2, 3, 7, 64), (3, 1, 4, 2, 8)]:
+        q = torch.randn(B, h, T_q, d_k, generator=rng)  # (B, h, T_q, d_k)
+        k = torch.randn(B, h, T_k, d_k, generator=rng)  # (B, h, T_k, d_k)
+        got = _call(report, fn, q, k)
+        if not report.ok:
+            break
+        raw = q @ k.transpose(-2, -1)  # (B, h, T_q, T_k)
+        want = (raw / d_k**0.5).softmax(dim=-1)
+
+        def hint(got: torch.Tensor, raw: torch.Tensor = raw, d_k: int = d_k) -> str:
+            if torch.allclose(got, raw.softmax(dim=-1)):
+                return "The scores are not scaled: divide by sqrt(d_k) before the softmax."
+            if torch.allclose(got, (raw / d_k).softmax(dim=-1)):
+                return "You divided by d_k; divide by its square root."
+            if torch.allclose(got, (raw / d_k**0.5).softmax(dim=-2)):
+                return "The softmax runs over the query axis; it must run over the keys (dim=-1)."
+            if torch.allclose(got, raw / d_k**0.5):
+                return "These are the scaled scores; apply the softmax over the keys."
+            return "Compute softmax(q @ k.transpose(-2, -1) / sqrt(d_k), dim=-1)."
+
+        _compare(report, f"q {tuple(q.shape)}, k {tuple(k.shape)}", got, want, hint, atol=1e-6)
+    return report
+
+
+def check_causal_mask(fn: Callable[[int], torch.Tensor]) -> CheckReport:
+    """Check a reader's causal_mask(T): (T, T) booleans, True = may attend. Introduced in chapter 3."""
+    report = CheckReport("causal_mask")
+    for T in (1, 4, 9):
+        got = _call(report, fn, T)
+        if not report.ok:
+            break
+        want = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
+        if isinstance(got, torch.Tensor) and got.dtype != torch.bool:
+            report.fail(f"T={T}: expected a boolean mask, got dtype {got.dtype}; the convention is True = may attend")
+            break
+
+        def hint(got: torch.Tensor, want: torch.Tensor = want) -> str:
+            if torch.equal(got, ~want) or torch.equal(got, want.T):
+                return "This mask lets queries see the future. Query i may see keys 0..i: the lower triangle."
+            if torch.equal(got, want.tril(-1)):
+                return "The diagonal is False: a token may attend to itself."
+            return "Entry [i, j] is True when j <= i."
+
+        _compare(report, f"T={T}", got, want, hint)
+    return report
+
+
+def check_head_term(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> CheckReport:
+    """Check a reader's head_term(heads, W_o_weight, i): head i's share of the output, bias excluded.
+
+    heads (B, h, T, d_k) and an nn.Linear weight (d_model, d_model); the answer is
+    heads[:, i] @ W_o_weight[:, i*d_k:(i+1)*d_k].T, shape (B, T, d_model). Introduced in chapter 4.
+    """
+    report = CheckReport("head_term")
+    rng = generator(4)
+    for B, h, T, d_k in [(2, 4, 5, 8), (1, 3, 2, 4)]:
+        heads = torch.randn(B, h, T, d_k, generator=rng)  # (B, h, T, d_k)
+        W = torch.randn(h * d_k, h * d_k, generator=rng)  # (out, in), as nn.Linear stores it
+        for i in (0, h - 1):
+            got = _call(report, fn, heads, W, i)
+            if not report.ok:
+                return report
+            block = slice(i * d_k, (i + 1) * d_k)
+            want = heads[:, i] @ W[:, block].T  # (B, T, d_k) @ (d_k, d_model) -> (B, T, d_model)
+
+            def hint(got: torch.Tensor, heads: torch.Tensor = heads, W: torch.Tensor = W, i: int = i) -> str:
+                if torch.allclose(got, heads[:, i] @ W[i * d_k : (i + 1) * d_k, :]):
+                    return "You took rows of the weight; nn.Linear stores (out, in), so head i meets columns."
+                return "Multiply head i by the columns of W_o.weight that read its block, transposed."
+
+            _compare(report, f"heads {tuple(heads.shape)}, head {i}", got, want, hint, atol=1e-5)
+    return report
+
+
+def _probe_module(*zero: str) -> MultiHeadAttention:
+    """The probes' module: d_model=16, h=4, d_k=4, fixed weights, the named parameters set to 0."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        mha = MultiHeadAttention(16, 4).eval()
+    with torch.no_grad():
+        for name in zero:
+            mha.get_parameter(name).zero_()
+    return mha
+
+
+def _bad_output(got: object, shape: torch.Size) -> str | None:
+    """Why got cannot be a forward pass's output of this shape, or None."""
+    if not isinstance(got, torch.Tensor):
+        return f"expected a tensor, got {type(got).__name__}"
+    if got.shape != shape:
+        return f"expected shape {tuple(shape)}, got {tuple(got.shape)}"
+    if not torch.isfinite(got).all():
+        return "the output holds NaN or inf"
+    return None
+
+
+def _probe_reference(fn: Callable[..., torch.Tensor]) -> str | None:
+    """One sequence, no mask, random input: the output must equal the module's."""
+    mha = _probe_module()
+    x = torch.randn(1, 5, 16, generator=generator(50))  # (B, T, d_model)
+    got, want = fn(mha, x, None), mha(x)
+    if problem := _bad_output(got, want.shape):
+        return problem
+    if torch.allclose(got, want, atol=1e-5):
+        return None
+    if torch.allclose(got - want, x, atol=1e-5):
+        return "output = correct output + x"
+    return f"differs from MultiHeadAttention (largest error {(got - want).abs().max():.2f})"
+
+
+def _probe_causal(fn: Callable[..., torch.Tensor]) -> str | None:
+    """Causal mask, zero queries (every score 0): changing the last token must not change earlier outputs."""
+    mha = _probe_module("W_q.weight", "W_q.bias")  # every query is 0
+    rng = generator(51)
+    x = torch.randn(1, 5, 16, generator=rng)  # (B, T, d_model)
+    later = x.clone()
+    later[:, -1] = torch.randn(16, generator=rng)  # a new last token
+    mask = causal_mask(5)  # (T, T)
+    got, got_later = fn(mha, x, mask), fn(mha, later, mask)
+    if problem := _bad_output(got, x.shape) or _bad_output(got_later, x.shape):
+        return problem
+    if not torch.allclose(got[:, :-1], got_later[:, :-1], atol=1e-5):
+        return "changing the last token changed the outputs before it"
+    return None
+
+
+def _probe_padding(fn: Callable[..., torch.Tensor]) -> str | None:
+    """Padding mask (3 of 5 keys), every value the same vector: any weights that sum to 1 give the module's output."""
+    mha = _probe_module("W_v.weight")  # every token's value is W_v's bias
+    x = torch.randn(1, 5, 16, generator=generator(52))  # (B, T, d_model)
+    mask = padding_mask([3], 5)  # (B, 1, 1, T)
+    got, want = fn(mha, x, mask), mha(x, mask=mask)
+    if problem := _bad_output(got, want.shape):
+        return problem
+    if not torch.allclose(got, want, atol=1e-5):
+        return "all values are equal, yet the output is not that value"
+    return None
+
+
+def _probe_batch(fn: Callable[..., torch.Tensor]) -> str | None:
+    """Two sequences, no mask: changing sequence 1 must not change the output of sequence 0."""
+    mha = _probe_module()
+    rng = generator(53)
+    x = torch.randn(2, 5, 16, generator=rng)  # (B, T, d_model)
+    other = x.clone()
+    other[1] = torch.randn(5, 16, generator=rng)  # a new sequence 1
+    got, got_other = fn(mha, x, None), fn(mha, other, None)
+    if problem := _bad_output(got, x.shape) or _bad_output(got_other, x.shape):
+        return problem
+    if not torch.allclose(got[0], got_other[0], atol=1e-5):
+        return "changing sequence 1 changed the output of sequence 0"
+    return None
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run the probes' tiny tensors on one thread: waking a thread pool costs more than the work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+# check_forward's probes, by name. Each catches at least one of chapter 5's bugs that no other catches.
+FORWARD_PROBES: dict[str, Callable[[Callable[..., torch.Tensor]], str | None]] = {
+    "reference": _probe_reference,
+    "causal": _probe_causal,
+    "padding": _probe_padding,
+    "batch": _probe_batch,
+}
+
+
+def run_forward_probes(fn: Callable[..., torch.Tensor]) -> dict[str, str | None]:
+    """Run each probe on forward(mha, x, mask): name -> None if it passed, else the problem. Introduced in chapter 5."""
+    if not callable(fn):
+        raise ValueError(f"expected a function forward(mha, x, mask), got {fn!r}")
+    results: dict[str, str | None] = {}
+    for name, probe in FORWARD_PROBES.items():
+        try:
+            with torch.no_grad(), _one_thread():
+                results[name] = probe(fn)
+        except NotImplementedError:
+            results[name] = "the function still raises NotImplementedError: fill in its body"
+        except Exception as error:  # the reader's code may fail in any way; report it, never crash
+            results[name] = f"{type(error).__name__}: {str(error)[:30]}..."
+    return results
+
+
+def check_forward(fn: Callable[..., torch.Tensor]) -> CheckReport:
+    """Run a forward(mha, x, mask) through the probes of FORWARD_PROBES and report the ones it fails.
+
+    reference: one sequence, no mask, output equal to MultiHeadAttention's. causal: with a causal
+    mask and zero queries, the last token must not change earlier outputs. padding: with a padding
+    mask and equal values, the output must be their average. batch: sequences must not affect each
+    other. Introduced in chapter 5.
+    """
+    report = CheckReport("forward")
+    results = run_forward_probes(fn)
+    if all(r is not None and "NotImplementedError" in r for r in results.values()):
+        report.fail(next(iter(results.values())))
+        return report
+    for name, problem in results.items():
+        if problem is None:
+            report.passed += 1
+        else:
+            report.fail(f"{name}: {problem}")
+    return report
+
+
+def check_previous_token_score(fn: Callable[[torch.Tensor], torch.Tensor]) -> CheckReport:
+    """Check a reader's previous_token_score(attn): mean weight on key t-1 per head, (h,). Introduced in chapter 6."""
+    report = CheckReport("previous_token_score")
+    rng = generator(6)
+    for B, h, T in [(3, 4, 6), (1, 2, 3)]:
+        attn = torch.rand(B, h, T, T, generator=rng).tril().softmax(dim=-1)  # (B, h, T, T)
+        got = _call(report, fn, attn)
+        if not report.ok:
+            break
+        t = torch.arange(1, T)
+        want = attn[:, :, t, t - 1].mean(dim=(0, 2))  # (h,)
+
+        def hint(got: torch.Tensor, attn: torch.Tensor = attn, t: torch.Tensor = t) -> str:
+            if torch.allclose(got, attn[:, :, t - 1, t].mean(dim=(0, 2))):
+                return "You read above the diagonal: query t, key t-1 is attn[..., t, t-1]."
+            return "Average attn[b, i, t, t-1] over b and t >= 1, separately for each head i."
+
+        _compare(report, f"attn {tuple(attn.shape)}", got, want, hint, atol=1e-6)
+    return report
+
+
+def check_cls_share(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> CheckReport:
+    """Check a reader's cls_share(weights, lengths): mean weight on key 0 over real queries, (layers, h). Introduced in chapter 7."""
+    report = CheckReport("cls_share")
+    rng = generator(10)
+    for L, B, h, T, lengths in [(2, 3, 4, 6, [6, 2, 4]), (1, 1, 2, 3, [3]), (3, 2, 1, 5, [1, 5])]:
+        lengths = torch.tensor(lengths)
+        keys = padding_mask(lengths, T)  # (B, 1, 1, T): True = a real key
+        scores = torch.randn(L, B, h, T, T, generator=rng).masked_fill(~keys, float("-inf"))
+        weights = scores.softmax(dim=-1)  # (L, B, h, T, T), padded keys get 0
+        got = _call(report, fn, weights.clone(), lengths.clone())
+        if not report.ok:
+            break
+        if isinstance(got, torch.Tensor) and got.is_floating_point():
+            got = got.float()  # float64 is as right as float32
+        real = keys[:, 0, 0]  # (B, T): the real queries
+        want = weights[..., 0].mul(real[:, None]).sum(dim=(1, 3)) / real.sum()  # (L, h)
+
+        def hint(got: torch.Tensor, weights: torch.Tensor = weights, real: torch.Tensor = real) -> str:
+            if torch.allclose(got, weights[..., 0].mean(dim=(1, 3))):
+                return "You averaged over padded queries too: count only positions t < lengths[b]."
+            if torch.allclose(got, weights[..., 0, :].mul(real[:, None]).sum(dim=(1, 3)) / real.sum()):
+                return "weights[..., 0, :] is what [CLS] attends to; the weight on [CLS] is column 0."
+            per_sequence = weights[..., 0].mul(real[:, None]).sum(dim=3) / real.sum(dim=1)[:, None]  # (L, B, h)
+            if torch.allclose(got, per_sequence.mean(dim=1)):
+                return "You averaged each sequence first; pool all real queries of all sequences."
+            return "Sum weights[l, b, i, t, 0] over b and real t < lengths[b], then divide by lengths.sum()."
+
+        _compare(report, f"weights {tuple(weights.shape)}, lengths {lengths.tolist()}", got, want, hint, atol=1e-6)
+    return report
+
+
+def check_favourite_keys(fn: Callable[[torch.Tensor, torch.Tensor], int]) -> CheckReport:
+    """Check a reader's count_favourite_keys(q, k): distinct arg-max keys over queries. Introduced in chapter 8."""
+    report = CheckReport("count_favourite_keys")
+    rng = generator(7)
+    for T_q, T_k, d_k in [(16, 16, 1), (8, 12, 4), (5, 3, 2)]:
+        q, k = torch.randn(T_q, d_k, generator=rng), torch.randn(T_k, d_k, generator=rng)
+        got = _call(report, fn, q, k)
+        if not report.ok:
+            break
+        scores = q @ k.T  # (T_q, T_k)
+        want = len(scores.argmax(dim=-1).unique())
+        if got == want:
+            report.passed += 1
+        elif got == len(scores.argmax(dim=0).unique()):
+            report.fail(f"q {tuple(q.shape)}, k {tuple(k.shape)}: you took each key's favourite query; "
+                        "take the arg-max over keys (dim=-1)")
+        else:
+            report.fail(f"q {tuple(q.shape)}, k {tuple(k.shape)}: expected {want}, got {got}")
+    return report
+
+
+def check_key_padding_mask(fn: Callable[[list[int], int], torch.Tensor]) -> CheckReport:
+    """Check a reader's key_padding_mask_from_lengths(lengths, T): (B, T), True = padding. Introduced in chapter 9."""
+    report = CheckReport("key_padding_mask_from_lengths")
+    for lengths, T in [([3, 1, 4], 4), ([2], 5), ([0, 6], 6)]:
+        got = _call(report, fn, lengths, T)
+        if not report.ok:
+            break
+        want = to_torch_key_padding_mask(padding_mask(lengths, T))  # (B, T)
+        if isinstance(got, torch.Tensor) and got.dtype != torch.bool:
+            report.fail(f"lengths {lengths}: expected booleans, got dtype {got.dtype}")
+            break
+
+        def hint(got: torch.Tensor, want: torch.Tensor = want) -> str:
+            if torch.equal(got, ~want):
+                return "True marks padding in nn.MultiheadAttention: your mask is inverted."
+            return "Position t of sequence b is padding when t >= lengths[b]."
+
+        _compare(report, f"lengths {lengths}, T={T}", got, want, hint)
+    return report
+
+
+def check_repeat_kv(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> CheckReport:
+    """Check a reader's repeat_kv(x, num_heads): (B, h_kv, T, d_k) -> (B, h, T, d_k), grouped. Introduced in chapter 10."""
+    report = CheckReport("repeat_kv")
+    rng = generator(9)
+    for B, h_kv, h, T, d_k in [(2, 2, 8, 3, 4), (1, 1, 4, 2, 2), (1, 3, 6, 1, 2)]:
+        x = torch.randn(B, h_kv, T, d_k, generator=rng)  # (B, h_kv, T, d_k)
+        got = _call(report, fn, x, h)
+        if not report.ok:
+            break
+        want = x.repeat_interleave(h // h_kv, dim=1)  # (B, h, T, d_k)
+
+        def hint(got: torch.Tensor, x: torch.Tensor = x, h: int = h, h_kv: int = h_kv) -> str:
+            if torch.equal(got, x.repeat(1, h // h_kv, 1, 1)):
+                return "That tiles the KV heads (0, 1, 0, 1, ...); query heads come in groups (0, 0, 1, 1, ...)."
+            return "Query head i reads KV head i // (h / h_kv): use repeat_interleave on dim 1."
+
+        _compare(report, f"x {tuple(x.shape)}, h={h}", got, want, hint)
+    return report

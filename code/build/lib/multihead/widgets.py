@@ -1,0 +1,265 @@
+"""Widgets that work in a live kernel and on the static page (chapter 2 onwards).
+
+Every state a reader can pick is rendered ahead of time. Each control's `index` is linked in
+the browser (`jslink`) to the `selected_index` of a `Stack`, one nesting level per control, so
+moving a control switches what is shown without a kernel.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import ipywidgets as widgets
+import torch
+from ipywidgets.widgets.widget_string import HTMLStyle
+
+from .counting import attention_memory_bytes, kv_cache_bytes, mha_flops, mha_parameters
+from .heads import head_dim, merge_heads, split_heads
+
+
+def selection(description: str, values: Sequence[Any], value: Any) -> widgets.SelectionSlider:
+    """A slider over a fixed list of values; its index drives a precomputed view. Introduced in chapter 2."""
+    return widgets.SelectionSlider(
+        options=[(str(v), v) for v in values],
+        value=value,
+        description=description,
+        continuous_update=True,
+        style={"description_width": "80px"},  # one width, so the sliders line up
+    )
+
+
+def choice(description: str, values: Sequence[Any], value: Any) -> widgets.Dropdown:
+    """A dropdown over a fixed list, for long labels such as sentences. Introduced in chapter 6."""
+    return widgets.Dropdown(
+        options=[(str(v), v) for v in values],
+        value=value,
+        description=description,
+        style={"description_width": "80px"},
+        layout=widgets.Layout(width="max-content"),
+    )
+
+
+def toggle(description: str, on: bool = True) -> widgets.ToggleButtons:
+    """An on/off switch whose index drives a precomputed view. Introduced in chapter 4."""
+    return widgets.ToggleButtons(
+        options=[("on", True), ("off", False)],
+        value=on,
+        description=description,
+        style={"description_width": "initial", "button_width": "40px"},
+        layout=widgets.Layout(width="max-content", margin="0 16px 0 0"),
+    )
+
+
+class PrecomputedView:
+    """Controls above nested Stacks that hold render(*values) for every combination of values.
+
+    `view` is the box to display; `css_class` gives browser tests a stable hook. The controls
+    stand in a column, or in a row when `row` is true. Introduced in chapter 2.
+    """
+
+    def __init__(
+        self,
+        controls: Sequence[widgets.Widget],
+        render: Callable[..., widgets.Widget],
+        css_class: str,
+        *,
+        row: bool = False,
+    ) -> None:
+        self.controls = list(controls)
+        self.links: list[widgets.jslink] = []
+        self.leaves: dict[tuple[int, ...], widgets.Widget] = {}
+        panel = widgets.HBox(self.controls) if row else widgets.VBox(self.controls)
+        self.view = widgets.VBox([panel, self._level(0, (), render)])
+        self.view.add_class(css_class)
+
+    def _level(self, depth: int, chosen: tuple[int, ...], render: Callable[..., widgets.Widget]) -> widgets.Widget:
+        if depth == len(self.controls):
+            values = [c.options[i][1] for c, i in zip(self.controls, chosen)]
+            self.leaves[chosen] = leaf = render(*values)
+            return leaf
+        control = self.controls[depth]
+        children = [self._level(depth + 1, chosen + (i,), render) for i in range(len(control.options))]
+        stack = widgets.Stack(children, selected_index=control.index)
+        self.links.append(widgets.jslink((control, "index"), (stack, "selected_index")))
+        return stack
+
+    def shown(self) -> widgets.Widget:
+        """The leaf the browser shows for the controls' current values."""
+        return self.leaves[tuple(c.index for c in self.controls)]
+
+
+def image_view(
+    controls: Sequence[widgets.Widget], render_png: Callable[..., bytes], css_class: str, *, row: bool = False
+) -> PrecomputedView:
+    """A PrecomputedView whose leaves are PNG images from render_png(*values). Introduced in chapter 1."""
+    layout = widgets.Layout(max_width="100%")  # shared: one model for all leaves
+
+    def leaf(*values: Any) -> widgets.Image:
+        return widgets.Image(value=render_png(*values), format="png", layout=layout)
+
+    return PrecomputedView(controls, leaf, css_class, row=row)
+
+
+def shape_trace(batch_size: int, seq_len: int, d_model: int, num_heads: int) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(step, code, shape) for every step of multi-head attention, run on 'meta' tensors. Introduced in chapter 2."""
+    d_k = head_dim(d_model, num_heads)
+    B, T, h = batch_size, seq_len, num_heads
+    x = torch.empty(B, T, d_model, device="meta")  # shapes only, no memory
+    W = torch.empty(d_model, d_model, device="meta")
+    q = x @ W.T  # (B, T, d_model)
+    q_split = q.view(B, T, h, d_k)  # (B, T, h, d_k)
+    q_heads = split_heads(q, h)  # (B, h, T, d_k)
+    scores = q_heads @ q_heads.transpose(-2, -1)  # (B, h, T, T)
+    heads = scores.softmax(-1) @ q_heads  # (B, h, T, d_k)
+    merged = merge_heads(heads)  # (B, T, d_model)
+    return [
+        ("input", "x", tuple(x.shape)),
+        ("project", "q = W_q(x)", tuple(q.shape)),
+        ("split", "q.view(B, T, h, d_k)", tuple(q_split.shape)),
+        ("heads first", ".transpose(1, 2)", tuple(q_heads.shape)),
+        ("scores", "q @ k.transpose(-2, -1)", tuple(scores.shape)),
+        ("attend", "softmax(scores) @ v", tuple(heads.shape)),
+        ("merge", ".transpose(1, 2).contiguous().view(B, T, d_model)", tuple(merged.shape)),
+        ("mix", "W_o(merged)", tuple(merged.shape)),
+    ]
+
+
+# Inline, so the table looks the same in JupyterLab and in the static book.
+TABLE_STYLE = "<style>.shape-table th, .shape-table td {padding: 2px 16px 2px 0; text-align: left}</style>"
+
+
+def _shape_table(batch_size: int, seq_len: int, d_model: int, num_heads: int, **shared: widgets.Widget) -> widgets.HTML:
+    try:
+        steps = shape_trace(batch_size, seq_len, d_model, num_heads)
+    except ValueError as error:
+        divisors = [h for h in range(1, 17) if d_model % h == 0]
+        return widgets.HTML(
+            f"<p class='shape-error'><b>No split possible.</b> {html.escape(str(error))}: "
+            f"d_k = {d_model} / {num_heads} is not an integer. "
+            f"Head counts up to 16 that divide {d_model}: {', '.join(map(str, divisors))}.</p>",
+            **shared,
+        )
+    rows = "".join(
+        f"<tr><td>{step}</td><td><code>{html.escape(code)}</code></td><td><code>{shape}</code></td></tr>"
+        for step, code, shape in steps
+    )
+    memory = attention_memory_bytes(batch_size, num_heads, seq_len) / 2**20
+    return widgets.HTML(
+        f"<p>d_k = {d_model} / {num_heads} = <b>{d_model // num_heads}</b>; "
+        f"attention weights (B, h, T, T) in float32: {memory:,.2f} MiB</p>"
+        f"{TABLE_STYLE}<table class='shape-table'><tr><th>step</th><th>code</th><th>shape</th></tr>{rows}</table>",
+        **shared,
+    )
+
+
+def shape_explorer(
+    batch_sizes: Sequence[int] = (1, 4, 32),
+    seq_lens: Sequence[int] = (16, 128, 1024),
+    d_models: Sequence[int] = (256, 512, 768),
+    head_counts: Sequence[int] = (1, 2, 3, 4, 6, 8, 12, 16),
+) -> PrecomputedView:
+    """Pick B, T, d_model and h; see every intermediate shape. Introduced in chapter 2."""
+    controls = [
+        selection("batch B", batch_sizes, 4 if 4 in batch_sizes else batch_sizes[0]),
+        selection("tokens T", seq_lens, 16 if 16 in seq_lens else seq_lens[0]),
+        selection("d_model", d_models, 512 if 512 in d_models else d_models[0]),
+        selection("heads h", head_counts, 4 if 4 in head_counts else head_counts[0]),
+    ]
+    # One Layout and one Style for all leaves: each would otherwise be a model of its own in the page.
+    render = partial(_shape_table, layout=widgets.Layout(), style=HTMLStyle())
+    return PrecomputedView(controls, render, "shape-explorer")
+
+
+def _module_card(d_model: int, num_heads: int, seq_len: int, **shared: widgets.Widget) -> widgets.HTML:
+    try:
+        params = mha_parameters(d_model, num_heads)
+    except ValueError as error:
+        return widgets.HTML(f"<p><b>Not a valid layer.</b> {html.escape(str(error))}.</p>", **shared)
+    flops = mha_flops(1, seq_len, d_model, num_heads)
+    projections = flops["q_proj"] + flops["k_proj"] + flops["v_proj"] + flops["out_proj"]
+    memory = attention_memory_bytes(1, num_heads, seq_len) / 2**20
+    rows = [
+        ("d_k = d_model / h", f"{d_model // num_heads}"),
+        ("parameters, 4 d_model² + 4 d_model", f"{params:,}"),
+        (f"FLOPs for one sequence of {seq_len} tokens", f"{flops['total']:,}"),
+        ("  of which the four projections", f"{projections / flops['total']:.0%}"),
+        ("attention weights (h, T, T), float32", f"{memory:,.1f} MiB"),
+    ]
+    body = "".join(f"<tr><td>{name}</td><td style='text-align: right'>{value}</td></tr>" for name, value in rows)
+    return widgets.HTML(f"{TABLE_STYLE}<table class='shape-table'>{body}</table>", **shared)
+
+
+def module_calculator(
+    d_models: Sequence[int] = (256, 512, 768, 1024, 4096),
+    head_counts: Sequence[int] = (1, 2, 4, 8, 12, 16, 32),
+    seq_lens: Sequence[int] = (128, 1024, 8192),
+) -> PrecomputedView:
+    """Pick d_model, h and T; see d_k, parameters, FLOPs and attention memory. Introduced in chapter 5."""
+    controls = [
+        selection("d_model", d_models, 768 if 768 in d_models else d_models[0]),
+        selection("heads h", head_counts, 12 if 12 in head_counts else head_counts[0]),
+        selection("tokens T", seq_lens, 1024 if 1024 in seq_lens else seq_lens[0]),
+    ]
+    render = partial(_module_card, layout=widgets.Layout(), style=HTMLStyle())
+    return PrecomputedView(controls, render, "module-calculator")
+
+
+GROUP_COLOURS = ["#4a6fa5", "#c0504d", "#9bbb59", "#8064a2", "#f79646", "#4bacc6", "#7f7f7f", "#d19a66"]
+
+
+def _grouping_card(
+    num_heads: int, num_kv_heads: int, seq_len: int, *, d_model: int, num_layers: int, **shared: widgets.Widget
+) -> widgets.HTML:
+    if num_heads % num_kv_heads:
+        return widgets.HTML(
+            f"<p><b>Not a valid grouping.</b> num_kv_heads={num_kv_heads} does not divide "
+            f"num_heads={num_heads}: every key/value head must serve the same number of query heads.</p>",
+            **shared,
+        )
+    d_k = d_model // num_heads
+    group = num_heads // num_kv_heads
+
+    def box(label: str, colour: str) -> str:
+        return (f"<span style='display:inline-block;width:22px;margin:1px;text-align:center;"
+                f"color:white;background:{colour};font-size:11px'>{label}</span>")
+
+    colours = [GROUP_COLOURS[(i // group) % len(GROUP_COLOURS)] for i in range(num_heads)]
+    queries = "".join(box(str(i), colours[i]) for i in range(num_heads))
+    kv = "".join(box(str(j), GROUP_COLOURS[j % len(GROUP_COLOURS)]) for j in range(num_kv_heads))
+    kind = "multi-head" if num_kv_heads == num_heads else "multi-query" if num_kv_heads == 1 else "grouped-query"
+    params = mha_parameters(d_model, num_heads, num_kv_heads=num_kv_heads, bias=False)
+    cache = kv_cache_bytes(num_layers, num_kv_heads, d_k, seq_len) / 2**20
+    full = kv_cache_bytes(num_layers, num_heads, d_k, seq_len) / 2**20
+    rows = [
+        ("kind", kind),
+        ("query heads per key/value head", str(group)),
+        ("attention parameters per layer", f"{params:,}"),
+        (f"KV cache, {num_layers} layers, {seq_len:,} tokens, float16", f"{cache:,.0f} MiB"),
+        ("the same with one KV head per query head", f"{full:,.0f} MiB"),
+    ]
+    body = "".join(f"<tr><td>{a}</td><td style='text-align: right'>{b}</td></tr>" for a, b in rows)
+    return widgets.HTML(
+        f"<p>query heads: {queries}<br>key/value heads: {kv}</p>"
+        f"{TABLE_STYLE}<table class='shape-table'>{body}</table>",
+        **shared,
+    )
+
+
+def grouping_explorer(
+    head_counts: Sequence[int] = (8, 16, 32),
+    kv_counts: Sequence[int] = (1, 2, 4, 8, 16, 32),
+    seq_lens: Sequence[int] = (1024, 8192, 32768),
+    d_model: int = 4096,
+    num_layers: int = 32,
+) -> PrecomputedView:
+    """Pick h, the number of KV heads and T; see the grouping, parameters and KV-cache size. Introduced in chapter 10."""
+    controls = [
+        selection("heads h", head_counts, 32 if 32 in head_counts else head_counts[0]),
+        selection("KV heads", kv_counts, 8 if 8 in kv_counts else kv_counts[0]),
+        selection("tokens T", seq_lens, 8192 if 8192 in seq_lens else seq_lens[0]),
+    ]
+    render = partial(_grouping_card, d_model=d_model, num_layers=num_layers, layout=widgets.Layout(), style=HTMLStyle())
+    return PrecomputedView(controls, render, "grouping-explorer")
