@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,30 @@ def page_weight(path: str) -> int:
 def test_every_toc_page_was_built() -> None:
     for path in PAGES:
         assert (HTML / path).exists(), path
+
+
+class _Images(HTMLParser):
+    """The src and alt of every <img> in a page's static HTML."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            named = dict(attrs)
+            self.images.append((named.get("src") or "", named.get("alt")))
+
+
+@pytest.mark.parametrize("path", [p for p in PAGES if p.startswith("chapters/")])
+def test_every_figure_has_alt_text(path: str) -> None:
+    """A screen reader reads a figure's alt; MyST-NB takes it from the cell's `mystnb.image.alt`,
+    and without it writes the image's file path there."""
+    parser = _Images()
+    parser.feed((HTML / path).read_text())
+    figures = [(src, alt) for src, alt in parser.images if "_images/" in src]
+    for src, alt in figures:
+        assert alt and "_images/" not in alt and len(alt.split()) >= 5, f"{path}: {src} has alt {alt!r}"
 
 
 @pytest.mark.parametrize("path", PAGES)
