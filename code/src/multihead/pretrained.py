@@ -239,14 +239,19 @@ def tokenize(texts: list[str]) -> tuple[list[list[str]], torch.Tensor, torch.Ten
     return [e.tokens for e in encodings], ids, torch.tensor(lengths)
 
 
-@torch.no_grad()
-def embed(texts: list[str], head_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Sentence embeddings (B, d_model): the mean of each text's hidden states, L2-normalised. Introduced in chapter 7."""
-    _, ids, lengths = tokenize(texts)
-    hidden, _ = load_encoder()(ids, lengths, head_mask, need_weights=False)  # (B, T, d_model)
-    keep = padding_mask(lengths, ids.shape[1])[:, 0, 0, :, None]  # (B, T, 1)
+def mean_pool(hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """hidden (B, T, d_model) -> sentence embeddings (B, d_model): the mean over each text's real tokens, L2-normalised. Introduced in chapter 7."""
+    keep = padding_mask(lengths, hidden.shape[1])[:, 0, 0, :, None]  # (B, T, 1)
     mean = (hidden * keep).sum(1) / lengths[:, None]  # (B, d_model)
     return F.normalize(mean, dim=-1)
+
+
+@torch.no_grad()
+def embed(texts: list[str], head_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Sentence embeddings (B, d_model) of texts, as the model's authors compute them. Introduced in chapter 7."""
+    _, ids, lengths = tokenize(texts)
+    hidden, _ = load_encoder()(ids, lengths, head_mask, need_weights=False)  # (B, T, d_model)
+    return mean_pool(hidden, lengths)
 
 
 @torch.no_grad()

@@ -13,11 +13,10 @@ import random
 import re
 
 import torch
-import torch.nn.functional as F
 
 from .heads import split_heads
 from .masks import padding_mask
-from .pretrained import Encoder, tokenize
+from .pretrained import Encoder, mean_pool, tokenize
 
 PUNCTUATION = set(".,;:!?()'\"-")
 
@@ -212,9 +211,7 @@ def similarity_to(
     """Mean cosine similarity of the sentence embeddings with `removed` heads to `reference` (B, d_model). Introduced in chapter 7."""
     head_mask, shift = removal(encoder, removed, means)
     hidden, _ = encoder(ids, lengths, head_mask, shift, need_weights=False)  # (B, T, d_model)
-    keep = padding_mask(lengths, ids.shape[1])[:, 0, 0, :, None]  # (B, T, 1)
-    embedded = F.normalize((hidden * keep).sum(1) / lengths[:, None], dim=-1)  # (B, d_model)
-    return (embedded * reference).sum(-1).mean().item()
+    return (mean_pool(hidden, lengths) * reference).sum(-1).mean().item()
 
 
 def importance(
@@ -269,11 +266,9 @@ def ablation_sets() -> tuple[list[str], list[str]]:
 @torch.no_grad()
 def full_embeddings(encoder: Encoder, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Sentence embeddings (B, d_model) of the whole model: the reference for `similarity_to`. Introduced in chapter 7."""
-    none = torch.zeros(encoder.config.num_layers, encoder.config.num_heads, dtype=torch.bool)
-    head_mask, _ = removal(encoder, none)
-    hidden, _ = encoder(ids, lengths, head_mask, need_weights=False)
-    keep = padding_mask(lengths, ids.shape[1])[:, 0, 0, :, None]  # (B, T, 1)
-    return F.normalize((hidden * keep).sum(1) / lengths[:, None], dim=-1)
+    every_head = torch.ones(encoder.config.num_layers, encoder.config.num_heads)  # as similarity_to runs it
+    hidden, _ = encoder(ids, lengths, every_head, need_weights=False)  # (B, T, d_model)
+    return mean_pool(hidden, lengths)
 
 
 RANDOM_ORDERS = 5  # seeded random orders: the baseline an importance order must beat
