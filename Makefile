@@ -11,6 +11,9 @@ CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser || comman
 # the doctrees and the cache are cleared when a package file is newer than the last build.
 CACHE_STAMP := _build/.package-stamp
 PACKAGE_SOURCES := $(shell find code/src -name '*.py')
+# The scripts the pages load (RequireJS, the widget manager, MathJax), from npm, at the versions
+# of book/vendor/package-lock.json; the book's own extension copies them into _static/vendor.
+VENDOR_STAMP := book/vendor/node_modules/.package-lock.json
 # A second arithmetic configuration for nbval: one thread, and PyTorch's and MKL's AVX2 kernels
 # (a typical laptop) instead of whatever this CPU offers. Compared outputs must not change.
 PORTABLE_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
@@ -42,11 +45,14 @@ $(STAMP): requirements.txt requirements-model.txt code/pyproject.toml
 
 install: $(STAMP)
 
+$(VENDOR_STAMP): book/vendor/package-lock.json
+	cd book/vendor && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+
 $(CACHE_STAMP): $(PACKAGE_SOURCES)
 	rm -rf _build/.jupyter_cache _build/.doctrees
 	@mkdir -p _build && touch $@
 
-book: $(STAMP) $(CACHE_STAMP)
+book: $(STAMP) $(VENDOR_STAMP) $(CACHE_STAMP)
 	$(BIN)/jupyter-book build .
 	@echo "The book is in _build/html/index.html"
 
@@ -69,7 +75,7 @@ test-portable: $(STAMP)
 
 # The build log is long; when the build fails, its warnings and the notebook tracebacks are
 # repeated at the end, where a truncated CI log still shows them.
-test-book: $(STAMP) $(CACHE_STAMP)
+test-book: $(STAMP) $(VENDOR_STAMP) $(CACHE_STAMP)
 	@rm -rf _build/html/reports
 	@set -o pipefail; $(BIN)/jupyter-book build . -W -n --keep-going 2>&1 | tee _build/book.log || { \
 	  echo "== the build's warnings"; grep -E "WARNING|ERROR" _build/book.log | grep -v IPKernelApp; \
@@ -83,7 +89,6 @@ test-browser: $(STAMP)
 	  echo "SKIPPED browser tests: no chromium on PATH (Debian: apt-get install chromium)."; \
 	  if [ -n "$$CI" ]; then echo "CI must run the browser tests."; exit 1; fi; \
 	else \
-	  (cd tests/browser && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error) && \
 	  CHROMIUM="$(CHROMIUM)" $(BIN)/python -m pytest tests/browser; \
 	fi
 

@@ -1,4 +1,11 @@
-"""Page assets of the course's book: two fixes for scripts that other packages add.
+"""Page assets of the course's book: its own copies of the scripts it loads, and two fixes.
+
+0. The pages load RequireJS, the static widget manager and MathJax from `_static/vendor`, never
+   from a CDN (some readers' networks block them, and a downloaded copy of the site must work
+   offline). `make book` installs the npm packages pinned in book/vendor/package-lock.json; this
+   extension copies the files the pages need into `_static/vendor/<name>@<version>/`, and fails
+   the build when a script that `_config.yml` names is not among them (a version bumped in one
+   place only, or npm never run).
 
 1. Sphinx 7 (which Jupyter Book 1 requires) emits an inline script twice when an extension adds
    it after the builder starts (fixed upstream in sphinx-doc/sphinx#13402, Sphinx 8). The second
@@ -11,17 +18,77 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 from sphinx.application import Sphinx
+from sphinx.errors import ExtensionError
 
 STATIC = Path(__file__).parent / "course_assets_static"
+NODE_MODULES = Path(__file__).parents[1] / "vendor" / "node_modules"
+# What each npm package brings to the pages. MathJax fetches its fonts and any TeX extension, menu
+# or speech module it needs at run time, relative to its own script; the other combined bundles
+# and the SVG output are never asked for.
+VENDORED = {
+    "requirejs": ["require.js"],
+    "@jupyter-widgets/html-manager": ["dist/embed-amd.js", "dist/*.woff2", "dist/*.woff", "dist/*.ttf", "dist/*.eot", "dist/*.svg"],
+    "mathjax": ["es5/tex-mml-chtml.js", "es5/a11y", "es5/adaptors", "es5/input", "es5/output/chtml", "es5/sre", "es5/ui"],
+}
 MATHJAX_PRIORITY = 500  # sphinx.ext.mathjax adds its script with the default priority
 
 
 def add_static_path(app: Sphinx) -> None:
     app.config.html_static_path.append(str(STATIC))
+
+
+def vendored_files() -> dict[str, Path]:
+    """{path under _static: installed file} for every file of VENDORED."""
+    files = {}
+    for name, patterns in VENDORED.items():
+        package = NODE_MODULES / name
+        if not (package / "package.json").is_file():
+            raise ExtensionError(f"{package} is missing: run `npm ci` in book/vendor (`make book` does)")
+        version = json.loads((package / "package.json").read_text())["version"]
+        for pattern in patterns:
+            matches = sorted(package.glob(pattern))
+            if not matches:
+                raise ExtensionError(f"{name}@{version} has no {pattern}")
+            for match in matches:
+                for file in [match] if match.is_file() else sorted(p for p in match.rglob("*") if p.is_file()):
+                    files[f"vendor/{name}@{version}/{file.relative_to(package).as_posix()}"] = file
+    return files
+
+
+def local_scripts(app: Sphinx) -> list[str]:
+    """The scripts under _static/vendor that the configuration asks the pages to load."""
+    scripts = [app.config.mathjax_path, *app.config.nb_ipywidgets_js]
+    return [s for s in scripts if s.startswith("vendor/")]
+
+
+def check_vendored(app: Sphinx) -> None:
+    """Fail before reading any page when a configured script is not an installed file."""
+    if app.builder.format != "html":
+        return
+    files = vendored_files()
+    for script in local_scripts(app):
+        if script not in files:
+            raise ExtensionError(
+                f"_config.yml asks for _static/{script}, which the npm packages of book/vendor do not "
+                f"provide (installed: {', '.join(sorted({p.split('/')[1] for p in files}))})"
+            )
+
+
+def copy_vendored(app: Sphinx, exception: Exception | None) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    static = Path(app.outdir) / "_static"
+    for target, source in vendored_files().items():
+        destination = static / target
+        if not destination.exists() or destination.stat().st_mtime < source.stat().st_mtime:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination)
 
 
 def drop_duplicate_scripts(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
@@ -39,6 +106,8 @@ def drop_duplicate_scripts(app: Sphinx, pagename: str, templatename: str, contex
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("builder-inited", add_static_path)
+    app.connect("builder-inited", check_vendored)
+    app.connect("build-finished", copy_vendored)
     app.connect("html-page-context", drop_duplicate_scripts, priority=900)  # after every script is added
     app.add_js_file("widgets-mathjax3.js", defer="defer", priority=MATHJAX_PRIORITY + 1)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,8 +1,8 @@
 """Browser-test fixtures: the built book on 127.0.0.1 and Debian's Chromium driven by Playwright.
 
-The page asks jsdelivr for MathJax, RequireJS and the widget manager. No network is assumed:
-those requests are answered from this folder's npm packages (the same files jsdelivr serves),
-and every other outside request is blocked and recorded, so a test can fail on it.
+The book serves its own MathJax, RequireJS and widget manager from _static/vendor, so the
+browser needs no network: every request that leaves 127.0.0.1 (or file://) is blocked and
+recorded, and a test fails on it.
 
 A test that leaves a page says so first (`PageLog.leave`): the requests of that page which the
 browser then aborts (a favicon or a font still on its way) were cancelled by the test, not by a
@@ -12,8 +12,6 @@ local server is a problem.
 
 from __future__ import annotations
 
-import json
-import mimetypes
 import os
 import re
 import shutil
@@ -31,8 +29,7 @@ from playwright.sync_api import Browser, Frame, Page, Request, Route, sync_playw
 ROOT = Path(__file__).resolve().parents[2]
 HTML = ROOT / "_build" / "html"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
-NODE_MODULES = Path(__file__).parent / "node_modules"
-CDN = re.compile(r"https://cdn\.jsdelivr\.net/npm/(?P<name>(@[^/@]+/)?[^/@]+)@(?P<version>[^/]+)/(?P<path>[^?#]+)")
+OUTSIDE = re.compile(r"^(?!http://127\.0\.0\.1[:/]|file://|data:|blob:)")
 # The widget bundle asks for its icon fonts relative to the page, where they do not exist (a known
 # limitation of the static widget manager; COURSE.md section 7). Nothing else may fail.
 KNOWN_ICON_FONT_404 = re.compile(r"/@jupyter-widgets/html-manager/dist/[0-9a-f]{20}\.(woff2?|ttf|eot|svg)$")
@@ -109,25 +106,10 @@ def browser() -> Browser:
         browser.close()
 
 
-def serve_from_npm(route: Route, blocked: list[str]) -> None:
-    """Answer a jsdelivr npm URL from node_modules, after checking the pinned version."""
-    match = CDN.match(route.request.url)
-    if not match:
-        blocked.append(route.request.url)
-        route.abort()
-        return
-    package = NODE_MODULES / match["name"]
-    installed = json.loads((package / "package.json").read_text())["version"]
-    if installed != match["version"]:
-        blocked.append(f"{route.request.url} (installed {match['name']}@{installed})")
-        route.abort()
-        return
-    file = package / match["path"]
-    if not file.is_file():
-        route.fulfill(status=404, body="not in the npm package")
-        return
-    content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-    route.fulfill(status=200, body=file.read_bytes(), headers={"Content-Type": content_type, "Access-Control-Allow-Origin": "*"})
+def block(route: Route, blocked: list[str]) -> None:
+    """Refuse an outside request and record it."""
+    blocked.append(route.request.url)
+    route.abort()
 
 
 @dataclass
@@ -194,7 +176,7 @@ def watch(page: Page, log: PageLog) -> None:
 def page(browser: Browser, book_server: QuietServer) -> tuple[Page, PageLog]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     log = PageLog(server_errors=book_server.errors, server_errors_before=len(book_server.errors))
-    context.route(re.compile(r"^https?://(?!127\.0\.0\.1)"), lambda route: serve_from_npm(route, log.blocked))
+    context.route(OUTSIDE, lambda route: block(route, log.blocked))
     page = context.new_page()
     watch(page, log)
     yield page, log
