@@ -14,16 +14,22 @@ PACKAGE_SOURCES := $(shell find code/src -name '*.py')
 # The scripts the pages load (RequireJS, the widget manager, MathJax), from npm, at the versions
 # of book/vendor/package-lock.json; the book's own extension copies them into _static/vendor.
 VENDOR_STAMP := book/vendor/node_modules/.package-lock.json
+PDF := _build/latex/multihead-attention.pdf
+# What `make pdf` needs from Debian (.ci/run installs it): XeLaTeX and the LaTeX packages Sphinx
+# uses, the FreeFont faces, xeCJK and a Chinese font for the glossary, and pdftotext for the test.
+TEX_PACKAGES := texlive-xetex texlive-latex-extra texlive-fonts-recommended texlive-lang-chinese latexmk \
+  fonts-freefont-otf fonts-wqy-microhei poppler-utils
 # A second arithmetic configuration for nbval: one thread, and PyTorch's and MKL's AVX2 kernels
 # (a typical laptop) instead of whatever this CPU offers. Compared outputs must not change.
 PORTABLE_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
 
-.PHONY: help install book test test-unit test-nbval test-portable test-book test-browser test-colab execute records lab bench clean
+.PHONY: help install book pdf test test-unit test-nbval test-portable test-book test-browser test-pdf test-colab tex-packages execute records lab bench clean
 
 help:
 	@echo "make book     set up .venv, then render the book to _build/html"
 	@echo "make test     set up .venv, then run unit tests, nbval (twice: default and portable arithmetic),"
 	@echo "              the strict book build and browser tests"
+	@echo "make pdf      render the whole book as one PDF, $(PDF) (needs XeLaTeX)"
 	@echo "make test-colab  run chapter 2 where only what Colab has is installed (part of make test)"
 	@echo "make execute  re-run every notebook in place (nbclient), storing outputs and widget state"
 	@echo "make records  re-run the recorded experiments of chapters 1, 7 and 8 (minutes), then re-run"
@@ -56,16 +62,23 @@ book: $(STAMP) $(VENDOR_STAMP) $(CACHE_STAMP)
 	$(BIN)/jupyter-book build .
 	@echo "The book is in _build/html/index.html"
 
+# Sphinx's LaTeX builder through XeLaTeX, from the same execution cache as the HTML book; widgets
+# show the state they open in (their PNG, or their text). Warnings fail it, as for the HTML book.
+pdf: $(STAMP) $(CACHE_STAMP)
+	@command -v xelatex >/dev/null || { echo "make pdf needs XeLaTeX (Debian: apt-get install $(TEX_PACKAGES))"; exit 1; }
+	$(BIN)/jupyter-book build . --builder pdflatex -W -n --keep-going
+	@echo "The PDF is $(PDF)"
+
 # Each step runs even when an earlier one failed; the target fails if any step failed.
 test: $(STAMP)
 	@failed=""; \
-	for step in test-unit test-nbval test-portable test-book test-browser test-colab; do \
+	for step in test-unit test-nbval test-portable test-book test-browser test-pdf test-colab; do \
 	  echo "== $$step"; $(MAKE) --no-print-directory $$step || failed="$$failed $$step"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi; echo "All test steps passed."
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest tests --ignore=tests/browser --ignore=tests/colab
+	$(BIN)/python -m pytest tests --ignore=tests/browser --ignore=tests/colab --ignore=tests/pdf
 
 test-nbval: $(STAMP)
 	$(BIN)/python -m pytest --nbval $(NOTEBOOKS)
@@ -90,6 +103,18 @@ test-browser: $(STAMP)
 	  if [ -n "$$CI" ]; then echo "CI must run the browser tests."; exit 1; fi; \
 	else \
 	  CHROMIUM="$(CHROMIUM)" $(BIN)/python -m pytest tests/browser; \
+	fi
+
+tex-packages:
+	@echo $(TEX_PACKAGES)
+
+# Like the browser tests: without XeLaTeX the step says plainly that it skipped; under CI it fails.
+test-pdf: $(STAMP)
+	@if ! command -v xelatex >/dev/null || ! command -v pdftotext >/dev/null; then \
+	  echo "SKIPPED PDF test: no xelatex or pdftotext (Debian: apt-get install $(TEX_PACKAGES))."; \
+	  if [ -n "$$CI" ]; then echo "CI must build and check the PDF."; exit 1; fi; \
+	else \
+	  $(MAKE) --no-print-directory pdf && $(BIN)/python -m pytest tests/pdf; \
 	fi
 
 execute: $(STAMP)

@@ -1,7 +1,18 @@
+import base64
+
 import ipywidgets as widgets
 import pytest
 
-from multihead.widgets import PrecomputedView, choice, image_view, selection, shape_explorer, shape_trace, toggle
+from multihead.widgets import (
+    PrecomputedView,
+    choice,
+    image_view,
+    selection,
+    shape_explorer,
+    shape_trace,
+    toggle,
+    visible_text,
+)
 
 
 def test_shape_trace_of_running_example() -> None:
@@ -96,3 +107,28 @@ def test_grouping_explorer_explains_invalid_groupings() -> None:
     assert "does not divide" in explorer.shown().value
     explorer.controls[1].value = 1
     assert "multi-query" in explorer.shown().value
+
+
+def test_a_view_carries_its_first_state_for_readers_without_widgets() -> None:
+    view = image_view([selection("h", [1, 4], 4), toggle("causal")], lambda h, c: bytes([h, c]), "runs")
+    bundle = view._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert base64.b64decode(bundle["image/png"]) == bytes([4, 1])
+    assert bundle["text/plain"] == "[h = 4, causal = on]"
+
+
+def test_an_html_view_carries_its_visible_text() -> None:
+    explorer = shape_explorer()
+    text = explorer._repr_mimebundle_()["text/plain"]
+    lines = text.splitlines()
+    assert lines[0] == "[batch B = 4, tokens T = 16, d_model = 512, heads h = 4]"
+    assert "<" not in text and "padding" not in text, "tags and the table's style are left out"
+    split = next(line for line in lines if line.startswith("split"))
+    assert split.split() == ["split", "q.view(B,", "T,", "h,", "d_k)", "(4,", "16,", "4,", "128)"]
+    header = next(line for line in lines if line.startswith("step"))
+    assert header.index("shape") == split.index("(4, 16, 4, 128)"), "table columns line up"
+
+
+def test_visible_text_keeps_paragraphs_and_boxes_apart() -> None:
+    fragment = "<p>query heads: <span>0</span><span>1</span><br>kv: <span>0</span></p><p>done</p>"
+    assert visible_text(fragment) == "query heads: 0 1\nkv: 0\ndone"

@@ -7,9 +7,11 @@ moving a control switches what is shown without a kernel.
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Callable, Sequence
 from functools import partial
+from html.parser import HTMLParser
 from typing import Any
 
 import ipywidgets as widgets
@@ -89,6 +91,78 @@ class PrecomputedView:
     def shown(self) -> widgets.Widget:
         """The leaf the browser shows for the controls' current values."""
         return self.leaves[tuple(c.index for c in self.controls)]
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The widget, and the state it shows first for readers without a widget manager.
+
+        The book's PDF, GitHub's notebook view and a notebook reopened without its kernel pick
+        the PNG of an image leaf, or the visible text of an HTML leaf, instead of the widget.
+        """
+        bundle = self.view._repr_mimebundle_(**kwargs)
+        leaf = self.shown()
+        settings = ", ".join(f"{c.description} = {c.options[c.index][0]}" for c in self.controls)
+        if isinstance(leaf, widgets.Image):
+            bundle["image/png"] = base64.b64encode(leaf.value).decode("ascii")
+            bundle["text/plain"] = f"[{settings}]"
+        else:
+            bundle["text/plain"] = f"[{settings}]\n{visible_text(leaf.value)}"
+        return bundle
+
+
+class _VisibleText(HTMLParser):
+    """The text of an HTML fragment as a reader sees it: a line per paragraph, line break and table
+    row, table cells in aligned columns, inline boxes apart, styles and scripts left out."""
+
+    LINES = {"p", "br", "div", "li", "table"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = [""]
+        self.rows: list[list[str]] = []  # of the table being read
+        self.hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("style", "script"):
+            self.hidden += 1
+        elif tag in self.LINES:
+            self.new_line()
+        elif tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self.rows[-1].append("")
+        elif tag == "span" and self.lines[-1] and not self.lines[-1].endswith(" "):
+            self.lines[-1] += " "  # boxes in a row, such as the heads of chapter 10
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("style", "script"):
+            self.hidden -= 1
+        elif tag == "table":
+            widths = [max(len(row[i]) for row in self.rows if i < len(row)) for i in range(max(map(len, self.rows)))]
+            self.lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in self.rows]
+            self.rows = []
+            self.lines.append("")
+        elif tag == "p":
+            self.new_line()
+
+    def handle_data(self, data: str) -> None:
+        if self.hidden:
+            return
+        if self.rows and self.rows[-1]:
+            self.rows[-1][-1] += data
+        else:
+            self.lines[-1] += data
+
+    def new_line(self) -> None:
+        if self.lines[-1].strip():
+            self.lines.append("")
+
+
+def visible_text(fragment: str) -> str:
+    """What a reader reads in an HTML fragment, as plain text (a widget's state in the PDF). Introduced in chapter 2."""
+    parser = _VisibleText()
+    parser.feed(fragment)
+    parser.close()
+    return "\n".join(line.rstrip() for line in parser.lines if line.strip())
 
 
 def image_view(
