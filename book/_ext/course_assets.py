@@ -14,6 +14,9 @@
 2. The static widget manager typesets widget labels with MathJax 2's `MathJax.Hub.Queue`
    (jupyter-widgets/ipywidgets#3829); the book loads MathJax 3, which has no `Hub`. A small
    script, run after MathJax and before the widgets render, forwards those calls to MathJax 3.
+3. In the PDF, Sphinx numbers every chapter, front matter included, so chapter 1 would be
+   chapter 8 and its equations (8.1). As on the web, only the course's chapters are numbered,
+   from 1: the front and back matter are set as unnumbered chapters.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from docutils import nodes
+from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 
@@ -104,10 +109,28 @@ def drop_duplicate_scripts(app: Sphinx, pagename: str, templatename: str, contex
     scripts[:] = unique
 
 
+UNNUMBERED = "\\setcounter{secnumdepth}{-1}\n"
+NUMBERED = "\\setcounter{secnumdepth}{2}\\setcounter{chapter}{0}\n"  # as \\chapter and \\section
+
+
+def number_only_the_chapters(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """In the LaTeX book, number the documents under chapters/ from 1, and no others."""
+    if app.builder.name != "latex":
+        return
+    doctree.insert(0, nodes.raw("", UNNUMBERED, format="latex"))  # the root document: the intro
+    numbered = False
+    for start in list(doctree.findall(addnodes.start_of_file)):
+        in_chapters = start["docname"].startswith("chapters/")
+        if in_chapters != numbered:
+            start.insert(0, nodes.raw("", NUMBERED if in_chapters else UNNUMBERED, format="latex"))
+            numbered = in_chapters
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("builder-inited", add_static_path)
     app.connect("builder-inited", check_vendored)
     app.connect("build-finished", copy_vendored)
+    app.connect("doctree-resolved", number_only_the_chapters)
     app.connect("html-page-context", drop_duplicate_scripts, priority=900)  # after every script is added
     app.add_js_file("widgets-mathjax3.js", defer="defer", priority=MATHJAX_PRIORITY + 1)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
