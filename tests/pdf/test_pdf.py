@@ -80,3 +80,10 @@ def test_page_count_is_that_of_the_book() -> None:
     print(f"{PDF.name}: {pages} pages, {size / 1e6:.2f} MB")
     assert 100 <= pages <= 300, pages
     assert size <= 10_000_000, size
+
+
+def test_no_table_runs_off_the_page() -> None:
+    """LaTeX reports a table wider than the text as an overfull alignment; its last column is cut off."""
+    log = PDF.with_suffix(".log").read_text(errors="replace")
+    wide = re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\) in alignment", log)
+    assert not wide, f"{len(wide)} table rows too wide, by up to {max(map(float, wide)):.0f} pt"
