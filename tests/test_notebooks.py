@@ -120,3 +120,35 @@ def test_lines_fit_the_page(nb: nbformat.NotebookNode) -> None:
 def test_notebooks_stay_lean() -> None:
     for path in NOTEBOOKS:
         assert path.stat().st_size < 3_000_000, f"{path.name} is {path.stat().st_size // 1000} kB"
+
+
+FOLD = re.compile(r"^<details><summary>Show the solution</summary>\n\n.*?\n\n</details>$", re.M | re.S)
+SOLUTION_START = re.compile(r"\s*(`{3,})\{solution-start\}[^\n]*\n(:[^\n]*\n)*\1\s*")
+
+
+def test_no_solution_in_plain_sight_in_the_raw_notebook(nb: nbformat.NotebookNode) -> None:
+    """Colab shows the raw MyST: every solution must be folded there, in a <details> or a hidden cell.
+
+    The book drops the <details> lines (book/_ext/course_assets.py) and folds solutions itself.
+    """
+    inside = False
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            if inside:
+                assert cell.source.startswith("# Solution\n"), f"cell {i}: a solution cell says so first"
+                assert cell.metadata.get("cellView") == "form", f"cell {i}: Colab folds a solution cell as a form"
+                hidden = cell.metadata.get("jupyter", {})
+                assert hidden.get("source_hidden") and hidden.get("outputs_hidden"), f"cell {i}: JupyterLab folds it"
+            continue
+        plain = FOLD.sub("", cell.source)
+        assert "<details>" not in plain and "</details>" not in plain, f"cell {i}: a fold that is not a solution's"
+        if "{solution-start}" in cell.source:
+            assert SOLUTION_START.fullmatch(plain), f"cell {i}: solution text after solution-start is not folded"
+            inside = True
+        elif "{solution-end}" in cell.source:
+            inside = False
+        elif inside:
+            assert not plain.strip(), f"cell {i}: text inside a solution is not folded"
+        else:
+            assert "{solution}" not in plain, f"cell {i}: a solution that Colab would show"
+    assert not inside, "a solution-start without its solution-end"

@@ -17,6 +17,9 @@
 3. In the PDF, Sphinx numbers every chapter, front matter included, so chapter 1 would be
    chapter 8 and its equations (8.1). As on the web, only the course's chapters are numbered,
    from 1: the front and back matter are set as unnumbered chapters.
+4. Colab renders a notebook's raw MyST, so every solution in the notebooks sits inside an HTML
+   `<details>` element that Colab (and JupyterLab) folds. The book has its own dropdowns: the
+   two wrapper lines are dropped from every page.
 """
 
 from __future__ import annotations
@@ -126,10 +129,21 @@ def number_only_the_chapters(app: Sphinx, doctree: nodes.document, docname: str)
             numbered = in_chapters
 
 
+SOLUTION_FOLD = ("<details><summary>Show the solution</summary>", "</details>")
+
+
+def drop_solution_folds(app: Sphinx, doctree: nodes.document) -> None:
+    """Remove the raw HTML lines that fold a solution in Colab; the book folds it itself."""
+    for node in list(doctree.findall(nodes.raw)):
+        if node.get("format") == "html" and node.astext().strip() in SOLUTION_FOLD:
+            node.parent.remove(node)
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("builder-inited", add_static_path)
     app.connect("builder-inited", check_vendored)
     app.connect("build-finished", copy_vendored)
+    app.connect("doctree-read", drop_solution_folds)
     app.connect("doctree-resolved", number_only_the_chapters)
     app.connect("html-page-context", drop_duplicate_scripts, priority=900)  # after every script is added
     app.add_js_file("widgets-mathjax3.js", defer="defer", priority=MATHJAX_PRIORITY + 1)

@@ -14,6 +14,7 @@ import time
 from html.parser import HTMLParser
 from pathlib import Path
 
+import nbformat
 import pytest
 import yaml
 from conftest import HTML, ROOT, SCREENSHOTS, PageLog
@@ -139,3 +140,14 @@ def test_reading_features_are_on_every_chapter() -> None:
         assert "mybinder.org/v2/gh/" in html and "colab.research.google.com/github/" in html, path
         assert "thebe-launch-button" in html or "initThebe" in html, f"{path}: no live-code button"
         assert "/issues/new" in html, f"{path}: no issue button"
+
+
+def test_every_solution_is_one_dropdown_with_no_colab_fold_left() -> None:
+    """The notebooks fold solutions for Colab in <details>; the book drops those lines and folds them itself."""
+    for path in (p for p in PAGES if p.startswith("chapters/")):
+        html = (HTML / path).read_text()
+        nb = nbformat.read(ROOT / Path(path).with_suffix(".ipynb"), as_version=4)
+        markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        solutions = len(re.findall(r"^`{3,}\{solution(?:-start)?\}", markdown, re.M))
+        assert html.count('<div class="solution dropdown admonition"') == solutions, path
+        assert "Show the solution" not in html, f"{path}: a Colab fold is left"

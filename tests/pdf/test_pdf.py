@@ -87,3 +87,8 @@ def test_no_table_runs_off_the_page() -> None:
     log = PDF.with_suffix(".log").read_text(errors="replace")
     wide = re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\) in alignment", log)
     assert not wide, f"{len(wide)} table rows too wide, by up to {max(map(float, wide)):.0f} pt"
+
+
+def test_solutions_are_printed_without_the_notebooks_colab_folds(text: str) -> None:
+    assert "Solution to Exercise 1.1" in plain(text)
+    assert "Show the solution" not in plain(text)
