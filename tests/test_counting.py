@@ -3,6 +3,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from multihead import MultiHeadAttention, attention_memory_bytes, count_parameters, mha_flops, mha_parameters
+from multihead.counting import allreduce_bytes_per_rank, tensor_parallel_ratio
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -64,3 +65,22 @@ def test_summary_page_numbers_match_the_package() -> None:
     for what, value in quoted.items():
         assert f"{value:,}" in page, f"{what}: {value:,} not in the summary"
     assert f"{attention_memory_bytes(4, 4, 16) // 1024} KiB" in page
+    assert f"{allreduce_bytes_per_rank(4 * 16 * 512, 2, bytes_per_number=4) / 1024:.0f} KiB with $p = 2$" in page
+
+
+def test_ring_all_reduce_bytes() -> None:
+    assert allreduce_bytes_per_rank(8, 1) == 0  # one rank sends nothing
+    assert allreduce_bytes_per_rank(8, 2) == 16  # half of 8 numbers twice, 2 bytes each
+    assert allreduce_bytes_per_rank(4096 * 8192, 8) == 112 * 2**20
+    with pytest.raises(ValueError, match="world_size=0"):
+        allreduce_bytes_per_rank(8, 0)
+
+
+def test_tensor_parallel_ratio_is_the_two_times_divided() -> None:
+    d, p, link, rate, B, T = 4096, 4, 100e9, 500e12, 3, 7
+    compute = 24 * B * T * d * d / p / rate
+    comm = 2 * allreduce_bytes_per_rank(B * T * d, p) / link
+    assert tensor_parallel_ratio(d, p, link, rate) == pytest.approx(comm / compute)
+    assert tensor_parallel_ratio(d, 1, link, rate) == 0
+    with pytest.raises(ValueError, match="link_bytes_per_s=0"):
+        tensor_parallel_ratio(d, p, 0, rate)

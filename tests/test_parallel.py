@@ -1,7 +1,7 @@
 """Tensor-parallel attention on real gloo process groups equals the whole module (chapter 11).
 
-Ranks are spawned once per world size for the whole module, not once per test: a launch costs a
-few seconds of process start-up.
+Ranks are started once per world size for the whole module, not once per test: starting them
+costs a few seconds (each imports torch).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from multihead import parallel
-from multihead.parallel import HeadParallelAttention, check_parallel, head_layout, launch, make_problem
+from multihead.parallel import HeadParallelAttention, Ranks, check_parallel, head_layout, launch, make_problem
 
 D_MODEL = 48  # divisible by 4, 8 and 12 heads
 CLASSIC = {p: [(D_MODEL, h, h, 0) for h in (4, 8, 12) if h % p == 0] for p in (1, 2, 4)}
@@ -23,12 +23,21 @@ TIMEOUT = 120.0  # seconds: generous, a busy 2-core machine starts torch slowly 
 
 
 @pytest.fixture(scope="module")
-def runs() -> dict[int, tuple[list, list]]:
+def groups() -> dict[int, Ranks]:
+    """One process group per world size, for every test of this module."""
+    started = {p: Ranks(p, timeout=TIMEOUT) for p in (1, 2, 4)}
+    yield started
+    for ranks in started.values():
+        ranks.close()
+
+
+@pytest.fixture(scope="module")
+def runs(groups: dict[int, Ranks]) -> dict[int, tuple[list, list]]:
     """world size p -> (problems, each rank's results for them)."""
     found = {}
-    for p in (1, 2, 4):
+    for p, ranks in groups.items():
         problems = CLASSIC[p] + GQA.get(p, [])
-        found[p] = (problems, launch(parallel.run_head_parallel, p, problems, timeout=TIMEOUT))
+        found[p] = (problems, ranks.run(parallel.run_head_parallel, problems))
     return found
 
 
@@ -97,11 +106,13 @@ def test_bad_ranks_and_world_sizes_are_refused() -> None:
         HeadParallelAttention(mha, 2, 2)
     with pytest.raises(ValueError, match="world_size=0"):
         launch(parallel.run_head_parallel, 0, [])
+    with pytest.raises(ValueError, match="timeout=0"):
+        Ranks(2, timeout=0)
 
 
-def test_pytorchs_own_tensor_parallel_api_gives_the_same_output() -> None:
+def test_pytorchs_own_tensor_parallel_api_gives_the_same_output(groups: dict[int, Ranks]) -> None:
     problem = (D_MODEL, 8, 4, 2)
-    ranks = launch(parallel.run_dtensor, 2, problem, timeout=TIMEOUT)
+    ranks = groups[2].run(parallel.run_dtensor, problem)
     out, x_grad, _ = whole(problem)
     for rank in ranks:
         torch.testing.assert_close(rank["out"], out)
@@ -117,6 +128,10 @@ def fail_on_rank_one(rank: int, world_size: int) -> int:
     return rank
 
 
+def rank_and_size(rank: int, world_size: int) -> tuple[int, int]:
+    return rank, world_size
+
+
 def hang_on_rank_one(rank: int, world_size: int) -> int:
     if rank == 1:
         time.sleep(3600)
@@ -124,16 +139,29 @@ def hang_on_rank_one(rank: int, world_size: int) -> int:
 
 
 def test_a_failing_rank_stops_every_rank_and_shows_its_error() -> None:
+    before = set(multiprocessing.active_children())  # the module's own groups
     with pytest.raises(RuntimeError) as error:
         launch(fail_on_rank_one, 2, timeout=TIMEOUT)
     assert "rank 1 of 2 failed" in str(error.value) and "rank 1 cannot go on" in str(error.value)
-    assert not multiprocessing.active_children(), "a rank is still running"
+    assert set(multiprocessing.active_children()) <= before, "a rank is still running"
+
+
+def test_ranks_answer_several_calls_and_refuse_work_once_closed() -> None:
+    before = set(multiprocessing.active_children())
+    ranks = Ranks(2, timeout=TIMEOUT)
+    assert ranks.run(rank_and_size) == [(0, 2), (1, 2)]
+    assert ranks.run(rank_and_size) == [(0, 2), (1, 2)]  # the same processes, a second time
+    ranks.close()
+    assert set(multiprocessing.active_children()) <= before, "a rank is still running"
+    with pytest.raises(RuntimeError, match="closed"):
+        ranks.run(rank_and_size)
 
 
 def test_a_hanging_rank_is_stopped_at_the_timeout() -> None:
+    before = set(multiprocessing.active_children())
     start = time.monotonic()
     with pytest.raises(TimeoutError) as error:
-        launch(hang_on_rank_one, 2, timeout=8.0)
-    assert "did not finish within 8.0 s" in str(error.value) and "1" in str(error.value).split("]")[0]
-    assert time.monotonic() - start < 8.0 + 2 * parallel.GRACE + 5
-    assert not multiprocessing.active_children(), "a rank is still running"
+        launch(hang_on_rank_one, 2, timeout=5.0)
+    assert "did not finish within 5.0 s" in str(error.value) and "1" in str(error.value).split("]")[0]
+    assert time.monotonic() - start < 5.0 + 2 * parallel.GRACE + 5
+    assert set(multiprocessing.active_children()) <= before, "a rank is still running"

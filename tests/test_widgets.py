@@ -109,6 +109,18 @@ def test_grouping_explorer_explains_invalid_groupings() -> None:
     assert "multi-query" in explorer.shown().value
 
 
+def test_parallel_explorer_shows_each_rank_and_explains_invalid_splits() -> None:
+    from multihead.widgets import parallel_explorer
+
+    explorer = parallel_explorer()  # h = 32, 8 KV heads, p = 4
+    shown = visible_text(explorer.shown().value)
+    assert "3072:4096" in shown and "256 MiB" in shown and "lives on one rank" in shown
+    explorer.controls[1].value = 2  # 2 KV heads for 4 ranks
+    assert "stored on 2 ranks" in explorer.shown().value
+    explorer.controls[2].value = 3
+    assert "Not a valid split" in explorer.shown().value and "(32)" in explorer.shown().value
+
+
 def test_a_view_carries_its_first_state_for_readers_without_widgets() -> None:
     view = image_view([selection("h", [1, 4], 4), toggle("causal")], lambda h, c: bytes([h, c]), "runs")
     bundle = view._repr_mimebundle_()

@@ -41,8 +41,8 @@ def plain(words: str) -> str:
 
 def test_every_chapter_title_is_in_the_pdf(text: str) -> None:
     flat = plain(text)
-    assert len(CHAPTERS) == 10
-    for number, notebook in enumerate(CHAPTERS, start=1):  # numbered as on the web: 1 to 10
+    assert len(CHAPTERS) == 11
+    for number, notebook in enumerate(CHAPTERS, start=1):  # numbered as on the web: 1 to 11
         assert f"{number} {plain(title(notebook))}" in flat, f"{notebook.name}: {title(notebook)!r}"
 
 
@@ -51,7 +51,7 @@ def test_formulas_are_typeset_and_numbered(text: str) -> None:
     labelled = sum(len(re.findall(r"\$\$ *\([\w-]+\)", n.read_text())) for n in CHAPTERS)
     numbers = re.findall(r"^\((\d+)\.(\d+)\)$", text, re.M)
     assert labelled >= 3 and len(numbers) == labelled, f"{len(numbers)} equation numbers for {labelled} labels"
-    assert {int(chapter) for chapter, _ in numbers} == {3, 4}, "numbered by chapter, as on the web"
+    assert {int(chapter) for chapter, _ in numbers} == {3, 4, 11}, "numbered by chapter, as on the web"
 
 
 def test_outputs_and_the_first_widget_states_are_printed(text: str) -> None:

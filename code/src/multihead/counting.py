@@ -73,3 +73,29 @@ def attention_memory_bytes(
     check_positive(batch_size=batch_size, num_heads=num_heads, seq_len=seq_len, kv_len=T_k)
     element_size = torch.empty((), dtype=dtype).element_size()
     return batch_size * num_heads * seq_len * T_k * element_size
+
+
+def allreduce_bytes_per_rank(num_numbers: int, world_size: int, *, bytes_per_number: int = 2) -> float:
+    """Bytes each of p ranks sends in a ring all-reduce of n numbers: 2 (p - 1) / p x n. Introduced in chapter 11.
+
+    A ring all-reduce is a reduce-scatter (p - 1 steps, each sending n / p numbers) followed by
+    an all-gather (p - 1 more). Its cost per rank barely grows with p: it tends to 2n.
+    """
+    check_positive(num_numbers=num_numbers, world_size=world_size, bytes_per_number=bytes_per_number)
+    return 2 * (world_size - 1) / world_size * num_numbers * bytes_per_number
+
+
+def tensor_parallel_ratio(
+    d_model: int, world_size: int, link_bytes_per_s: float, flops_per_s: float, *, bytes_per_number: int = 2
+) -> float:
+    """Communication time over compute time of one Transformer layer's forward pass split over p ranks. Chapter 11.
+
+    Per layer: 24 B T d_model^2 FLOPs of matmuls (8 in attention's four projections, 16 in an MLP
+    of width 4 d_model), shared by p ranks, and two all-reduces of B T d_model numbers (Megatron's
+    g after attention and after the MLP). B and T cancel:
+    (p - 1) x bytes_per_number x flops_per_s / (6 d_model x link_bytes_per_s).
+    """
+    check_positive(d_model=d_model, world_size=world_size)
+    if not (link_bytes_per_s > 0 and flops_per_s > 0):
+        raise ValueError(f"link_bytes_per_s={link_bytes_per_s!r} and flops_per_s={flops_per_s!r} must be positive")
+    return (world_size - 1) * bytes_per_number * flops_per_s / (6 * d_model * link_bytes_per_s)

@@ -32,19 +32,18 @@ from .module import MultiHeadAttention
 GRACE = 5.0  # seconds a terminated rank gets before it is killed
 
 
-def _rank_main(
-    rank: int, world_size: int, port: int, timeout: float, fn: Callable[..., Any], args: tuple, results: Any
-) -> None:
-    """One rank: join the gloo group, run fn(rank, world_size, *args), send back its result or error."""
+def _rank_main(rank: int, world_size: int, port: int, timeout: float, tasks: Any, results: Any) -> None:
+    """One rank: join the gloo group, then run each fn(rank, world_size, *args) it is sent, until None."""
     torch.set_num_threads(1)  # p ranks share the machine's cores
     try:
         wait = timedelta(seconds=timeout)
-        store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=wait)  # the launcher's store
+        store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=wait)  # the parent's store
         dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size, timeout=wait)
-        value = fn(rank, world_size, *args)
-        buffer = io.BytesIO()
-        torch.save(value, buffer)  # bytes, not shared-memory tensors: the rank may exit first
-        results.put((rank, True, buffer.getvalue()))
+        while (task := tasks.get()) is not None:
+            fn, args = task
+            buffer = io.BytesIO()
+            torch.save(fn(rank, world_size, *args), buffer)  # bytes, not shared memory: the rank may exit
+            results.put((rank, True, buffer.getvalue()))
     except BaseException:  # noqa: BLE001 - every failure must reach the parent
         results.put((rank, False, traceback.format_exc()))
     finally:
@@ -52,36 +51,75 @@ def _rank_main(
             dist.destroy_process_group()
 
 
-def launch(fn: Callable[..., Any], world_size: int, *args: Any, timeout: float = 60.0) -> list[Any]:
-    """Run fn(rank, world_size, *args) on world_size local processes; return every rank's result. Chapter 11.
+class Ranks:
+    """p local processes in one gloo process group, kept for several calls. Introduced in chapter 11.
 
-    The ranks form a gloo process group on 127.0.0.1, meeting at a TCP store that the launcher
-    holds on a port the system picked (so no other program can take it first). fn must be importable (defined in a module,
-    not in a notebook cell), and its result is sent back with torch.save. When a rank raises, or
-    the ranks have not all finished after `timeout` seconds, every rank is stopped and the error
-    names the rank; no process is left running.
+    The ranks meet at a TCP store that this object holds on 127.0.0.1, on a port the system
+    picked (so no other program can take it first). `run(fn, *args)` runs fn(rank, world_size,
+    *args) on every rank and returns their results, sent back with torch.save; fn must be
+    importable (defined in a module, not in a notebook cell). When a rank raises, or the ranks
+    have not all answered within `timeout` seconds, every rank is stopped, the error names the
+    rank, and the group is closed. Use it in a `with` block, or call `close()`.
     """
-    if not is_positive_int(world_size):
-        raise ValueError(f"world_size={world_size!r} must be a positive integer (the number of ranks p)")
-    if not timeout > 0:
-        raise ValueError(f"timeout={timeout!r} must be a positive number of seconds")
-    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=timeout))
-    context = mp.get_context("spawn")
-    results = context.Queue()
-    ranks = [
-        context.Process(target=_rank_main, args=(r, world_size, store.port, timeout, fn, args, results), daemon=True)
-        for r in range(world_size)
-    ]
-    for process in ranks:
-        process.start()
-    try:
-        values = _collect(results, ranks, timeout)
-    except BaseException:
-        _stop(ranks, at_once=True)
-        raise
-    _stop(ranks)
-    del store  # only now: the ranks talk to it until they leave the group
-    return values
+
+    def __init__(self, world_size: int, *, timeout: float = 60.0) -> None:
+        if not is_positive_int(world_size):
+            raise ValueError(f"world_size={world_size!r} must be a positive integer (the number of ranks p)")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"timeout={timeout!r} must be a positive number of seconds")
+        self.world_size, self.timeout = world_size, float(timeout)
+        wait = timedelta(seconds=timeout)
+        self._store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=wait)
+        context = mp.get_context("spawn")
+        self._results = context.Queue()
+        self._tasks = [context.Queue() for _ in range(world_size)]
+        self._processes = [
+            context.Process(
+                target=_rank_main,
+                args=(r, world_size, self._store.port, self.timeout, self._tasks[r], self._results),
+                daemon=True,
+            )
+            for r in range(world_size)
+        ]
+        for process in self._processes:
+            process.start()
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> list[Any]:
+        """fn(rank, world_size, *args) on every rank -> the list of their results, rank 0 first."""
+        if self._processes is None:
+            raise RuntimeError("these ranks are closed: start new ones with Ranks(p)")
+        for tasks in self._tasks:
+            tasks.put((fn, args))
+        try:
+            return _collect(self._results, self._processes, self.timeout)
+        except BaseException:
+            self.close(at_once=True)
+            raise
+
+    def close(self, *, at_once: bool = False) -> None:
+        """Let every rank leave the group and exit; stop the ones that do not."""
+        if self._processes is None:
+            return
+        if not at_once:
+            for tasks in self._tasks:
+                tasks.put(None)
+        _stop(self._processes, at_once=at_once)
+        self._processes = None
+
+    def __enter__(self) -> Ranks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(at_once=exc[0] is not None)
+
+
+def launch(fn: Callable[..., Any], world_size: int, *args: Any, timeout: float = 60.0) -> list[Any]:
+    """Run fn(rank, world_size, *args) on world_size new local processes; return every rank's result. Chapter 11.
+
+    One call of `Ranks(world_size).run(fn, *args)`, then the ranks exit; see `Ranks` for errors.
+    """
+    with Ranks(world_size, timeout=timeout) as ranks:
+        return ranks.run(fn, *args)
 
 
 def _collect(results: Any, ranks: list[Any], timeout: float) -> list[Any]:
@@ -322,3 +360,53 @@ def run_dtensor(rank: int, world_size: int, problem: tuple[int, int, int, int]) 
         out.pow(2).sum().backward()
     count = lambda mode: {str(op).split(".")[-1]: n for op, n in mode.get_comm_counts().items()}  # noqa: E731
     return {"out": out.detach(), "x_grad": x.grad, "forward": count(forward), "backward": count(backward)}
+
+
+def _median_seconds(step: Callable[[], Any], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        dist.barrier()  # every rank starts each repeat together
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def measure_costs(
+    rank: int, world_size: int, sizes: list[tuple[int, int, int, int]], repeats: int = 7
+) -> list[dict[str, Any]]:
+    """On one rank, for each (B, T, d_model, h): its heads' compute time, one all-reduce's, the whole module's.
+
+    Times are medians over `repeats`, on one thread per rank. Introduced in chapter 11. Also checks, on the output's share,
+    that an all-reduce is a reduce-scatter followed by an all-gather (sequence parallelism keeps
+    the tokens split between the two).
+    """
+    found = []
+    for batch_size, seq_len, d_model, num_heads in sizes:
+        mha, x = make_problem(d_model, num_heads, num_heads, 0, batch_size=batch_size, seq_len=seq_len)
+        part = HeadParallelAttention(mha, rank, world_size)
+        share = part.share
+
+        def compute() -> torch.Tensor:  # this rank's heads, up to its term of the sum over heads
+            q = split_heads(part.W_q(x), share.num_heads)  # (B, h/p, T, d_k)
+            k, v = (split_heads(W(x), share.num_kv_heads) for W in (part.W_k, part.W_v))
+            return part.W_o(merge_heads(F.scaled_dot_product_attention(q, k, v)))  # (B, T, d_model)
+
+        with torch.no_grad():
+            partial = compute()
+            summed = partial.clone()
+            dist.all_reduce(summed)
+            pieces = torch.empty(batch_size * seq_len * d_model // world_size)
+            dist.reduce_scatter_single(pieces, partial.flatten())  # each rank: its tokens' sums
+            gathered = torch.empty(batch_size * seq_len * d_model)
+            dist.all_gather_single(gathered, pieces)
+            found.append(
+                {
+                    "size": (batch_size, seq_len, d_model, num_heads),
+                    "compute_s": _median_seconds(compute, repeats),
+                    "all_reduce_s": _median_seconds(lambda: dist.all_reduce(partial.clone()), repeats),
+                    "whole_1_thread_s": _median_seconds(lambda: mha(x), repeats),
+                    "split_equals_all_reduce": torch.equal(gathered.view_as(summed), summed),
+                }
+            )
+    return found

@@ -20,6 +20,7 @@ from ipywidgets.widgets.widget_string import HTMLStyle
 
 from .counting import attention_memory_bytes, kv_cache_bytes, mha_flops, mha_parameters
 from .heads import head_dim, merge_heads, split_heads
+from .parallel import head_layout
 
 
 def selection(description: str, values: Sequence[Any], value: Any) -> widgets.SelectionSlider:
@@ -284,6 +285,12 @@ def module_calculator(
 GROUP_COLOURS = ["#4a6fa5", "#c0504d", "#9bbb59", "#8064a2", "#f79646", "#4bacc6", "#7f7f7f", "#d19a66"]
 
 
+def _head_box(label: int, kv_head: int) -> str:
+    """A small coloured box with a head's number, in the colour of its key/value head."""
+    return (f"<span style='display:inline-block;width:22px;margin:1px;text-align:center;"
+            f"color:white;background:{GROUP_COLOURS[kv_head % len(GROUP_COLOURS)]};font-size:11px'>{label}</span>")
+
+
 def _grouping_card(
     num_heads: int, num_kv_heads: int, seq_len: int, *, d_model: int, num_layers: int, **shared: widgets.Widget
 ) -> widgets.HTML:
@@ -296,13 +303,8 @@ def _grouping_card(
     d_k = d_model // num_heads
     group = num_heads // num_kv_heads
 
-    def box(label: str, colour: str) -> str:
-        return (f"<span style='display:inline-block;width:22px;margin:1px;text-align:center;"
-                f"color:white;background:{colour};font-size:11px'>{label}</span>")
-
-    colours = [GROUP_COLOURS[(i // group) % len(GROUP_COLOURS)] for i in range(num_heads)]
-    queries = "".join(box(str(i), colours[i]) for i in range(num_heads))
-    kv = "".join(box(str(j), GROUP_COLOURS[j % len(GROUP_COLOURS)]) for j in range(num_kv_heads))
+    queries = "".join(_head_box(i, i // group) for i in range(num_heads))
+    kv = "".join(_head_box(j, j) for j in range(num_kv_heads))
     kind = "multi-head" if num_kv_heads == num_heads else "multi-query" if num_kv_heads == 1 else "grouped-query"
     params = mha_parameters(d_model, num_heads, num_kv_heads=num_kv_heads, bias=False)
     cache = kv_cache_bytes(num_layers, num_kv_heads, d_k, seq_len) / 2**20
@@ -337,3 +339,56 @@ def grouping_explorer(
     ]
     render = partial(_grouping_card, d_model=d_model, num_layers=num_layers, layout=widgets.Layout(), style=HTMLStyle())
     return PrecomputedView(controls, render, "grouping-explorer")
+
+
+def _parallel_card(
+    num_heads: int, num_kv_heads: int, world_size: int, *, d_k: int, num_layers: int, seq_len: int,
+    **shared: widgets.Widget,
+) -> widgets.HTML:
+    try:
+        shares = head_layout(num_heads, num_kv_heads, world_size)
+    except ValueError as error:
+        why = str(error)
+        return widgets.HTML(f"<p><b>Not a valid split.</b> {html.escape(why[0].upper() + why[1:])}.</p>", **shared)
+    group = num_heads // num_kv_heads
+
+    rows = []
+    for s in shares:
+        cache = kv_cache_bytes(num_layers, s.num_kv_heads, d_k, seq_len) / 2**20
+        queries = " ".join(_head_box(i, i // group) for i in range(s.q_start, s.q_stop))
+        kv = " ".join(_head_box(j, j) for j in range(s.kv_start, s.kv_stop))
+        q_rows = f"{s.q_start * d_k}:{s.q_stop * d_k}"
+        kv_rows = f"{s.kv_start * d_k}:{s.kv_stop * d_k}"
+        rows.append(f"<tr><td>{s.rank}</td><td>{queries}</td><td>{kv}</td><td>{q_rows}</td><td>{kv_rows}</td>"
+                    f"<td>{q_rows}</td><td style='text-align: right'>{cache:,.0f} MiB</td></tr>")
+    replicas = max(1, world_size // num_kv_heads)
+    head = ("<tr><th>rank</th><th>query heads</th><th>KV heads</th><th>W_q rows</th><th>W_k, W_v rows</th>"
+            "<th>W_o columns</th><th>KV cache</th></tr>")
+    note = (f"each KV head is stored on {replicas} ranks" if replicas > 1 else "each KV head lives on one rank")
+    return widgets.HTML(
+        f"{TABLE_STYLE}<table class='shape-table'>{head}{''.join(rows)}</table>"
+        f"<p>{note}; KV cache per rank for {num_layers} layers, {seq_len:,} tokens, d_k = {d_k}, "
+        f"float16.</p>",
+        **shared,
+    )
+
+
+def parallel_explorer(
+    head_counts: Sequence[int] = (8, 16, 32),
+    kv_counts: Sequence[int] = (1, 2, 4, 8),
+    world_sizes: Sequence[int] = (1, 2, 3, 4, 8),
+    d_k: int = 128,
+    num_layers: int = 32,
+    seq_len: int = 8192,
+) -> PrecomputedView:
+    """Pick h, the number of KV heads and p; see which heads, weight slices and cache each rank holds. Chapter 11."""
+    controls = [
+        selection("heads h", head_counts, 32 if 32 in head_counts else head_counts[0]),
+        selection("KV heads", kv_counts, 8 if 8 in kv_counts else kv_counts[0]),
+        selection("ranks p", world_sizes, 4 if 4 in world_sizes else world_sizes[0]),
+    ]
+    render = partial(
+        _parallel_card, d_k=d_k, num_layers=num_layers, seq_len=seq_len,
+        layout=widgets.Layout(), style=HTMLStyle(),
+    )
+    return PrecomputedView(controls, render, "parallel-explorer")
