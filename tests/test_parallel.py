@@ -92,7 +92,7 @@ def test_the_layout_splits_kv_heads_or_replicates_them() -> None:
 
 @pytest.mark.parametrize(
     ("h", "h_kv", "p", "named"),
-    [(52, 52, 3, ["52", "3"]), (12, 3, 2, ["num_kv_heads=3", "2"]), (8, 8, 0, ["world_size=0"]), (8, 3, 1, ["3", "8"])],
+    [(52, 52, 3, ["52", "3"]), (12, 3, 2, ["KV heads (3)", "size (2)"]), (8, 8, 0, ["world_size=0"]), (8, 3, 1, ["3", "8"])],
 )
 def test_impossible_splits_name_their_sizes(h: int, h_kv: int, p: int, named: list[str]) -> None:
     with pytest.raises(ValueError) as error:

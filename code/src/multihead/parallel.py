@@ -4,9 +4,10 @@ Concatenation followed by W^O is a sum over heads (chapter 4), so p processes ca
 heads, with their rows of W^Q, W^K, W^V and their columns of W^O, compute their heads' share of
 the output, and add the shares with one all-reduce (Megatron-LM, Shoeybi et al. 2019, section 3).
 
-`launch` runs a function on p local processes over gloo (the same code runs on GPUs with NCCL
-under torchrun). `HeadParallelAttention` is one rank's part of a `MultiHeadAttention`, built from
-Megatron's two conjugate operators `copy_to_ranks` (f) and `sum_over_ranks` (g).
+`Ranks` and `launch` run a function on p local processes over gloo, on the CPU.
+`HeadParallelAttention` is one rank's part of a `MultiHeadAttention`, built from Megatron's two
+conjugate operators `copy_to_ranks` (f) and `sum_over_ranks` (g); those would run unchanged in
+an NCCL process group on GPUs (under torchrun, say).
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ def check_parallel(num_heads: int, num_kv_heads: int, world_size: int) -> None:
     """Raise ValueError unless h heads and h_kv KV heads can be split over p ranks. Introduced in chapter 11.
 
     p must divide h; and either p divides h_kv (KV heads split with their query groups) or h_kv
-    divides p (each KV head replicated on p / h_kv ranks), as in vLLM and Megatron-LM.
+    divides p (each KV head replicated on p / h_kv ranks), as in vLLM, whose wording the error keeps.
     """
     for name, value in (("num_heads", num_heads), ("num_kv_heads", num_kv_heads), ("world_size", world_size)):
         if not is_positive_int(value):
@@ -223,12 +224,12 @@ def check_parallel(num_heads: int, num_kv_heads: int, world_size: int) -> None:
         raise ValueError(f"num_kv_heads={num_kv_heads} must divide num_heads={num_heads}")
     if num_heads % world_size:
         raise ValueError(
-            f"the number of attention heads ({num_heads}) must be divisible by the tensor parallel size ({world_size})"
+            f"Total number of attention heads ({num_heads}) must be divisible by tensor parallel size ({world_size})"
         )
     if num_kv_heads % world_size and world_size % num_kv_heads:
         raise ValueError(
-            f"num_kv_heads={num_kv_heads} and tensor parallel size {world_size}: one must divide the other "
-            f"(num_heads={num_heads})"
+            f"The number of KV heads ({num_kv_heads}) and the tensor parallel size ({world_size}) must divide "
+            f"one another (num_heads={num_heads})"
         )
 
 
@@ -269,7 +270,8 @@ class HeadParallelAttention(nn.Module):
     share of the output, one all-reduce adds the shares, and every rank returns the full output,
     equal to the whole module's. Gradients flow back through the same two operators (f and g),
     so each weight's gradient is the rank's slice of the whole module's gradient; a replicated KV
-    head's gradient is split among its replicas and sums to the whole one.
+    head's gradient is split among its replicas and sums to the whole one. Dropout draws the same
+    masks on every rank (Megatron-LM keeps one random generator per rank for this).
     """
 
     def __init__(self, mha: MultiHeadAttention, rank: int, world_size: int) -> None:
@@ -396,9 +398,10 @@ def measure_costs(
             partial = compute()
             summed = partial.clone()
             dist.all_reduce(summed)
-            pieces = torch.empty(batch_size * seq_len * d_model // world_size)
-            dist.reduce_scatter_single(pieces, partial.flatten())  # each rank: its tokens' sums
-            gathered = torch.empty(batch_size * seq_len * d_model)
+            by_position = partial.transpose(0, 1).contiguous()  # (T, B, d_model): split along T
+            pieces = torch.empty(seq_len // world_size, batch_size, d_model)
+            dist.reduce_scatter_single(pieces, by_position)  # each rank: T/p positions of every sequence
+            gathered = torch.empty(seq_len, batch_size, d_model)
             dist.all_gather_single(gathered, pieces)
             found.append(
                 {
@@ -406,7 +409,7 @@ def measure_costs(
                     "compute_s": _median_seconds(compute, repeats),
                     "all_reduce_s": _median_seconds(lambda: dist.all_reduce(partial.clone()), repeats),
                     "whole_1_thread_s": _median_seconds(lambda: mha(x), repeats),
-                    "split_equals_all_reduce": torch.equal(gathered.view_as(summed), summed),
+                    "split_equals_all_reduce": torch.equal(gathered.transpose(0, 1), summed),
                 }
             )
     return found

@@ -348,8 +348,7 @@ def _parallel_card(
     try:
         shares = head_layout(num_heads, num_kv_heads, world_size)
     except ValueError as error:
-        why = str(error)
-        return widgets.HTML(f"<p><b>Not a valid split.</b> {html.escape(why[0].upper() + why[1:])}.</p>", **shared)
+        return widgets.HTML(f"<p><b>Not a valid split.</b> {html.escape(str(error))}.</p>", **shared)
     group = num_heads // num_kv_heads
 
     rows = []
@@ -374,7 +373,7 @@ def _parallel_card(
 
 
 def parallel_explorer(
-    head_counts: Sequence[int] = (8, 16, 32),
+    head_counts: Sequence[int] = (8, 16, 24, 32),
     kv_counts: Sequence[int] = (1, 2, 4, 8),
     world_sizes: Sequence[int] = (1, 2, 3, 4, 8),
     d_k: int = 128,
