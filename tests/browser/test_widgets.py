@@ -25,6 +25,7 @@ WIDGETS = {
     "chapters/08_how_many_heads.html": ["sweep-viewer"],
     "chapters/09_pytorch_in_practice.html": ["torch-options"],
     "chapters/10_beyond_the_classic_module.html": ["grouping-explorer"],
+    "chapters/11_heads_across_devices.html": ["parallel-explorer"],
 }
 
 SIGNATURE = """async (root) => {
