@@ -11,9 +11,15 @@ CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser || comman
 # the doctrees and the cache are cleared when a package file is newer than the last build.
 CACHE_STAMP := _build/.package-stamp
 PACKAGE_SOURCES := $(shell find code/src -name '*.py')
+# Sphinx writes nothing, not even _static, when no page is out of date, and never overwrites a
+# static file it copied before: a change to the book's own extension rebuilds every page.
+EXT_STAMP := _build/.extension-stamp
+EXT_SOURCES := $(shell find book/_ext -type f -not -path '*/__pycache__/*')
 # The scripts the pages load (RequireJS, the widget manager, MathJax), from npm, at the versions
 # of book/vendor/package-lock.json; the book's own extension copies them into _static/vendor.
 VENDOR_STAMP := book/vendor/node_modules/.package-lock.json
+# axe-core, which the browser tests inject into the pages, at the version of tests/browser/package-lock.json.
+AXE_STAMP := tests/browser/node_modules/.package-lock.json
 PDF := _build/latex/multihead-attention.pdf
 # What `make pdf` needs from Debian (.ci/run installs it): XeLaTeX and the LaTeX packages Sphinx
 # uses, the FreeFont faces, xeCJK and a Chinese font for the glossary, and pdftotext for the test.
@@ -54,11 +60,18 @@ install: $(STAMP)
 $(VENDOR_STAMP): book/vendor/package-lock.json
 	cd book/vendor && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 
+$(AXE_STAMP): tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+
 $(CACHE_STAMP): $(PACKAGE_SOURCES)
 	rm -rf _build/.jupyter_cache _build/.doctrees
 	@mkdir -p _build && touch $@
 
-book: $(STAMP) $(VENDOR_STAMP) $(CACHE_STAMP)
+$(EXT_STAMP): $(EXT_SOURCES)
+	rm -rf _build/.doctrees _build/html/_static
+	@mkdir -p _build && touch $@
+
+book: $(STAMP) $(VENDOR_STAMP) $(CACHE_STAMP) $(EXT_STAMP)
 	$(BIN)/jupyter-book build .
 	@echo "The book is in _build/html/index.html"
 
@@ -88,7 +101,7 @@ test-portable: $(STAMP)
 
 # The build log is long; when the build fails, its warnings and the notebook tracebacks are
 # repeated at the end, where a truncated CI log still shows them.
-test-book: $(STAMP) $(VENDOR_STAMP) $(CACHE_STAMP)
+test-book: $(STAMP) $(VENDOR_STAMP) $(CACHE_STAMP) $(EXT_STAMP)
 	@rm -rf _build/html/reports
 	@set -o pipefail; $(BIN)/jupyter-book build . -W -n --keep-going 2>&1 | tee _build/book.log || { \
 	  echo "== the build's warnings"; grep -E "WARNING|ERROR" _build/book.log | grep -v IPKernelApp; \
@@ -97,7 +110,7 @@ test-book: $(STAMP) $(VENDOR_STAMP) $(CACHE_STAMP)
 	  exit 1; }
 
 # Without a browser the step says plainly that it skipped; under CI (CI=true) that is a failure.
-test-browser: $(STAMP)
+test-browser: $(STAMP) $(AXE_STAMP)
 	@if [ -z "$(CHROMIUM)" ]; then \
 	  echo "SKIPPED browser tests: no chromium on PATH (Debian: apt-get install chromium)."; \
 	  if [ -n "$$CI" ]; then echo "CI must run the browser tests."; exit 1; fi; \

@@ -43,3 +43,14 @@ def test_plot_head_grid_tiles_every_head() -> None:
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2"]
     with pytest.raises(ValueError, match=r"\(layers, h, T, T\), got shape \(3, 4, 4\)"):
         plot_head_grid(weights[0])
+
+
+def test_loss_curves_tell_their_labels_apart_by_marker_as_well_as_colour() -> None:
+    from multihead.plotting import plot_loss_curves
+
+    curves = {f"h={h}": [[1.0] * 40, [2.0] * 40] for h in (1, 2, 4)}
+    ax = plot_loss_curves(curves, window=5)
+    means = [line for line in ax.get_lines() if line.get_label().startswith("h=")]
+    assert len({line.get_marker() for line in means}) == 3
+    with pytest.raises(ValueError, match="at most 6 labels, got 7"):
+        plot_loss_curves({str(i): [[1.0] * 10] for i in range(7)}, window=2)

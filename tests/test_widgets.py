@@ -79,14 +79,52 @@ def test_precomputed_view_renders_each_combination_once() -> None:
     assert view.shown().value == "2z"
 
 
-def test_image_view_holds_one_png_per_state() -> None:
-    view = image_view([selection("h", [1, 4], 4), selection("seed", [0, 1, 2], 0)], lambda h, s: bytes([h, s]), "runs")
+def test_image_view_holds_one_png_per_state_each_with_its_alt_text() -> None:
+    view = image_view(
+        [selection("h", [1, 4], 4), selection("seed", [0, 1, 2], 0)],
+        lambda h, s: bytes([h, s]),
+        "runs",
+        alt=lambda h, s: f"loss of {h} heads, seed {s} <&>",
+    )
     assert len(view.leaves) == 6
-    assert view.shown().value == bytes([4, 0]) and view.shown().format == "png"
+    assert view.shown().png == bytes([4, 0]) and view.shown().alt == "loss of 4 heads, seed 0 <&>"
     view.controls[1].value = 2
-    assert view.shown().value == bytes([4, 2])
+    assert view.shown().png == bytes([4, 2])
+    img = view.shown().value
+    assert img.startswith('<img src="data:image/png;base64,' + base64.b64encode(bytes([4, 2])).decode())
+    assert 'alt="loss of 4 heads, seed 2 &lt;&amp;&gt;"' in img, "the alt follows the state, escaped"
     layouts = {leaf.layout.model_id for leaf in view.leaves.values()}
     assert len(layouts) == 1, "leaves share one Layout model"
+
+
+def test_an_image_without_alt_text_is_refused() -> None:
+    with pytest.raises(ValueError, match="alt text"):
+        image_view([selection("h", [1, 4], 4)], lambda h: bytes([h]), "runs", alt=lambda h: " ")
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG 2.1's contrast ratio of two #rrggbb colours."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    high, low = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_contrast_is_wcag_contrast() -> None:
+    assert contrast("#ffffff", "#000000") == pytest.approx(21.0)
+    assert contrast("#ffffff", "#9bbb59") == pytest.approx(2.18, abs=0.01)  # the old green, too pale
+
+
+def test_head_boxes_keep_white_text_readable_and_say_the_grouping_in_words() -> None:
+    from multihead.widgets import GROUP_COLOURS, grouping_explorer, parallel_explorer
+
+    assert min(contrast("#ffffff", colour) for colour in GROUP_COLOURS) >= 4.5
+    assert "query heads 4j to 4j + 3 share key/value head j" in grouping_explorer().shown().value
+    assert "query heads 4j to 4j + 3 share key/value head j" in parallel_explorer().shown().value
 
 
 def test_dropdown_and_toggle_controls_drive_the_view() -> None:
@@ -122,11 +160,12 @@ def test_parallel_explorer_shows_each_rank_and_explains_invalid_splits() -> None
 
 
 def test_a_view_carries_its_first_state_for_readers_without_widgets() -> None:
-    view = image_view([selection("h", [1, 4], 4), toggle("causal")], lambda h, c: bytes([h, c]), "runs")
+    alt = lambda h, c: f"{h} heads, {'causal' if c else 'no'} mask"  # noqa: E731
+    view = image_view([selection("h", [1, 4], 4), toggle("causal")], lambda h, c: bytes([h, c]), "runs", alt=alt)
     bundle = view._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert base64.b64decode(bundle["image/png"]) == bytes([4, 1])
-    assert bundle["text/plain"] == "[h = 4, causal = on]"
+    assert bundle["text/plain"] == "[h = 4, causal = on] 4 heads, causal mask"
 
 
 def test_an_html_view_carries_its_visible_text() -> None:

@@ -20,6 +20,15 @@
 4. Colab renders a notebook's raw MyST, so every solution in the notebooks sits inside an HTML
    `<details>` element that Colab (and JupyterLab) folds. The book has its own dropdowns: the
    two wrapper lines are dropped from every page.
+5. Accessibility (issue 16), checked by axe-core in the browser tests:
+   - MyST-NB names its "Show code cell source" toggles "Toggle hidden content" (an aria-label
+     that a speech-input user cannot say, since it is not the visible text): the label goes, and
+     the visible text names the toggle.
+   - Docutils 0.21 marks the citation list role=list and its entries role=doc-biblioentry, which
+     is not a list item; the entries become role=listitem.
+   - widgets-a11y.js names the widget controls and makes sliders announce the value shown and
+     toggles their state; course-a11y.css draws a focus ring on them and darkens links inside
+     admonitions to 4.5:1 contrast (each file says why).
 """
 
 from __future__ import annotations
@@ -139,6 +148,23 @@ def drop_solution_folds(app: Sphinx, doctree: nodes.document) -> None:
             node.parent.remove(node)
 
 
+# What MyST-NB and docutils write, and what it becomes (see 5. above).
+ACCESSIBLE_BODY = {
+    '<summary aria-label="Toggle hidden content">': "<summary>",
+    'class="citation" id="': 'class="citation" role="listitem" id="',
+    ' role="doc-biblioentry">': ">",
+}
+
+
+def accessible_body(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
+    """Rewrite the page body's toggles and citation entries as in ACCESSIBLE_BODY."""
+    body = context.get("body")
+    if body:
+        for written, accessible in ACCESSIBLE_BODY.items():
+            body = body.replace(written, accessible)
+        context["body"] = body
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("builder-inited", add_static_path)
     app.connect("builder-inited", check_vendored)
@@ -146,5 +172,8 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("doctree-read", drop_solution_folds)
     app.connect("doctree-resolved", number_only_the_chapters)
     app.connect("html-page-context", drop_duplicate_scripts, priority=900)  # after every script is added
+    app.connect("html-page-context", accessible_body)
     app.add_js_file("widgets-mathjax3.js", defer="defer", priority=MATHJAX_PRIORITY + 1)
+    app.add_js_file("widgets-a11y.js", defer="defer")
+    app.add_css_file("course-a11y.css")
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -2,7 +2,8 @@
 
 For each page in _toc.yml: it loads with no console error, failed request or blocked outside
 request (beyond the known icon-font 404s); every code output and image is present; MathJax
-typesets every formula without error; every widget responds to every control (test_widgets);
+typesets every formula without error; axe-core finds no serious or critical accessibility
+violation (accessibility.py); every widget responds to every control (test_widgets);
 the page stays within the weight budget. A full-page screenshot of each lands in
 _build/screenshots/.
 """
@@ -17,9 +18,10 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from accessibility import audit
 from conftest import HTML, ROOT, SCREENSHOTS, PageLog
 from playwright.sync_api import Page, expect
-from test_widgets import WIDGETS, check_widget
+from test_widgets import WIDGETS, check_widget, wait_rendered
 
 PAGE_BUDGET = 1_500_000  # bytes: HTML with embedded widget state, plus its own images (COURSE.md)
 
@@ -59,7 +61,7 @@ class _Images(HTMLParser):
             self.images.append((named.get("src") or "", named.get("alt")))
 
 
-@pytest.mark.parametrize("path", [p for p in PAGES if p.startswith("chapters/")])
+@pytest.mark.parametrize("path", PAGES)
 def test_every_figure_has_alt_text(path: str) -> None:
     """A screen reader reads a figure's alt; MyST-NB takes it from the cell's `mystnb.image.alt`,
     and without it writes the image's file path there."""
@@ -99,9 +101,13 @@ def test_page_loads_cleanly_with_outputs_and_math(page: tuple[Page, PageLog], si
     outputs_in_source = html.count('class="cell_output')
     assert page.locator(".cell_output").count() == outputs_in_source
 
+    for hook in WIDGETS.get(path, []):
+        wait_rendered(page, hook)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / f"page-{Path(path).stem}.png", full_page=True)
-    for hook in WIDGETS.get(path, []):  # every control of every widget changes what it shows
+    problems = audit(page)  # the whole page, once formulas and widgets are drawn
+    assert not problems, "\n".join(problems)
+    for hook in WIDGETS.get(path, []):  # every control of every widget changes what it shows and says
         check_widget(page, hook)
     assert not log.problems(), log.problems()
     print(f"{path}: loaded in {load_seconds:.2f} s, {page_weight(path):,} bytes")

@@ -82,23 +82,31 @@ def figure_to_png(fig: Figure, dpi: int | None = None) -> bytes:
     return compact.getvalue()
 
 
+CURVE_STYLES = [("C0", "o"), ("C1", "s"), ("C2", "^"), ("C3", "D"), ("C4", "v"), ("C5", "P")]
+
+
 def plot_loss_curves(
     curves: dict[str, Sequence[Sequence[float]]], *, window: int = 25, every: int = 1, ax: Axes | None = None
 ) -> Axes:
-    """Per-seed loss curves (thin) and their mean (thick), one colour per label. Introduced in chapter 1.
+    """Per-seed loss curves (thin) and their mean (thick), one colour and one marker per label.
+    Introduced in chapter 1.
 
     A curve holds one loss per `every` training steps (a recorded run keeps block means); each
-    curve is smoothed with a moving average over `window` of its points.
+    curve is smoothed with a moving average over `window` of its points. The markers tell the
+    means apart where colours cannot (in grey print, or for a reader who does not see the hue).
     """
+    if len(curves) > len(CURVE_STYLES):
+        raise ValueError(f"plot_loss_curves draws at most {len(CURVE_STYLES)} labels, got {len(curves)}")
     if ax is None:
         ax = Figure(figsize=(6, 3.2), layout="constrained").add_subplot()
-    for colour, (label, runs) in zip(("C0", "C1", "C2", "C3", "C4", "C5"), curves.items()):
+    for (colour, marker), (label, runs) in zip(CURVE_STYLES, curves.items()):
         smooth = torch.tensor([list(run) for run in runs]).unfold(1, window, 1).mean(-1)  # (seeds, points - window + 1)
         steps = (torch.arange(smooth.shape[1]) + window) * every  # the training step at each window's end
         for run in smooth:
             ax.plot(steps, run, color=colour, alpha=0.3, linewidth=1)
         mean_label = label if len(runs) == 1 else f"{label} (mean of {len(runs)})"
-        ax.plot(steps, smooth.mean(0), color=colour, linewidth=2.5, label=mean_label)
+        markevery = max(1, smooth.shape[1] // 8)  # about eight markers per curve
+        ax.plot(steps, smooth.mean(0), color=colour, linewidth=2.5, marker=marker, markevery=markevery, label=mean_label)
     ax.set(xlabel="training step", ylabel="loss", ylim=(0, None))
     ax.legend()
     return ax

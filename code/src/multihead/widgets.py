@@ -102,9 +102,9 @@ class PrecomputedView:
         bundle = self.view._repr_mimebundle_(**kwargs)
         leaf = self.shown()
         settings = ", ".join(f"{c.description} = {c.options[c.index][0]}" for c in self.controls)
-        if isinstance(leaf, widgets.Image):
-            bundle["image/png"] = base64.b64encode(leaf.value).decode("ascii")
-            bundle["text/plain"] = f"[{settings}]"
+        if isinstance(leaf, ImageLeaf):
+            bundle["image/png"] = base64.b64encode(leaf.png).decode("ascii")
+            bundle["text/plain"] = f"[{settings}] {leaf.alt}"
         else:
             bundle["text/plain"] = f"[{settings}]\n{visible_text(leaf.value)}"
         return bundle
@@ -166,14 +166,33 @@ def visible_text(fragment: str) -> str:
     return "\n".join(line.rstrip() for line in parser.lines if line.strip())
 
 
-def image_view(
-    controls: Sequence[widgets.Widget], render_png: Callable[..., bytes], css_class: str, *, row: bool = False
-) -> PrecomputedView:
-    """A PrecomputedView whose leaves are PNG images from render_png(*values). Introduced in chapter 1."""
-    layout = widgets.Layout(max_width="100%")  # shared: one model for all leaves
+class ImageLeaf(widgets.HTML):
+    """A PNG with alt text, as an HTML widget: ipywidgets' Image has no alt, so a screen reader
+    would meet a nameless image (issue 16). Introduced in chapter 1."""
 
-    def leaf(*values: Any) -> widgets.Image:
-        return widgets.Image(value=render_png(*values), format="png", layout=layout)
+    def __init__(self, png: bytes, alt: str, **kwargs: Any) -> None:
+        if not alt.strip():
+            raise ValueError("an image needs alt text that says what it shows, got an empty alt")
+        source = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        image = f'<img src="{source}" alt="{html.escape(alt)}" style="max-width: 100%">'
+        super().__init__(value=image, **kwargs)
+        self.png, self.alt = png, alt
+
+
+def image_view(
+    controls: Sequence[widgets.Widget],
+    render_png: Callable[..., bytes],
+    css_class: str,
+    *,
+    alt: Callable[..., str],
+    row: bool = False,
+) -> PrecomputedView:
+    """A PrecomputedView whose leaves are render_png(*values), each with the text alt(*values) for
+    readers who do not see it. Introduced in chapter 1."""
+    shared = {"layout": widgets.Layout(max_width="100%"), "style": HTMLStyle()}  # one model each for all leaves
+
+    def leaf(*values: Any) -> ImageLeaf:
+        return ImageLeaf(render_png(*values), alt(*values), **shared)
 
     return PrecomputedView(controls, leaf, css_class, row=row)
 
@@ -203,7 +222,16 @@ def shape_trace(batch_size: int, seq_len: int, d_model: int, num_heads: int) -> 
 
 
 # Inline, so the table looks the same in JupyterLab and in the static book.
-TABLE_STYLE = "<style>.shape-table th, .shape-table td {padding: 2px 16px 2px 0; text-align: left}</style>"
+TABLE_STYLE = (
+    "<style>.shape-table th, .shape-table td {padding: 2px 16px 2px 0; text-align: left}"
+    " .shape-table th[scope=row] {font-weight: normal}</style>"
+)
+
+
+def _facts_table(rows: Sequence[tuple[str, str]]) -> str:
+    """A two-column table of (what, value); each row is headed by what it gives, for screen readers."""
+    body = "".join(f"<tr><th scope='row'>{what}</th><td style='text-align: right'>{value}</td></tr>" for what, value in rows)
+    return f"{TABLE_STYLE}<table class='shape-table'>{body}</table>"
 
 
 def _shape_table(batch_size: int, seq_len: int, d_model: int, num_heads: int, **shared: widgets.Widget) -> widgets.HTML:
@@ -263,8 +291,7 @@ def _module_card(d_model: int, num_heads: int, seq_len: int, **shared: widgets.W
         ("  of which the four projections", f"{projections / flops['total']:.0%}"),
         ("attention weights (h, T, T), float32", f"{memory:,.1f} MiB"),
     ]
-    body = "".join(f"<tr><td>{name}</td><td style='text-align: right'>{value}</td></tr>" for name, value in rows)
-    return widgets.HTML(f"{TABLE_STYLE}<table class='shape-table'>{body}</table>", **shared)
+    return widgets.HTML(_facts_table(rows), **shared)
 
 
 def module_calculator(
@@ -282,13 +309,21 @@ def module_calculator(
     return PrecomputedView(controls, render, "module-calculator")
 
 
-GROUP_COLOURS = ["#4a6fa5", "#c0504d", "#9bbb59", "#8064a2", "#f79646", "#4bacc6", "#7f7f7f", "#d19a66"]
+# Dark enough that their white numbers keep WCAG's 4.5:1 contrast (the lowest is 5.6:1).
+GROUP_COLOURS = ["#1f4e8c", "#a33b38", "#4d6b1f", "#6a4c93", "#a35200", "#2b6f80", "#595959", "#8a5a2b"]
 
 
 def _head_box(label: int, kv_head: int) -> str:
     """A small coloured box with a head's number, in the colour of its key/value head."""
     return (f"<span style='display:inline-block;width:22px;margin:1px;text-align:center;"
             f"color:white;background:{GROUP_COLOURS[kv_head % len(GROUP_COLOURS)]};font-size:11px'>{label}</span>")
+
+
+def _sharing(group: int) -> str:
+    """In words, which query heads share a key/value head: the colours say it too, but not to every reader."""
+    if group == 1:
+        return "query head i uses key/value head i"
+    return f"query heads {group}j to {group}j + {group - 1} share key/value head j"
 
 
 def _grouping_card(
@@ -316,10 +351,8 @@ def _grouping_card(
         (f"KV cache, {num_layers} layers, {seq_len:,} tokens, float16", f"{cache:,.0f} MiB"),
         ("the same with one KV head per query head", f"{full:,.0f} MiB"),
     ]
-    body = "".join(f"<tr><td>{a}</td><td style='text-align: right'>{b}</td></tr>" for a, b in rows)
     return widgets.HTML(
-        f"<p>query heads: {queries}<br>key/value heads: {kv}</p>"
-        f"{TABLE_STYLE}<table class='shape-table'>{body}</table>",
+        f"<p>query heads: {queries}<br>key/value heads: {kv}<br>{_sharing(group)}</p>{_facts_table(rows)}",
         **shared,
     )
 
@@ -358,7 +391,7 @@ def _parallel_card(
         kv = " ".join(_head_box(j, j) for j in range(s.kv_start, s.kv_stop))
         q_rows = f"{s.q_start * d_k}:{s.q_stop * d_k}"
         kv_rows = f"{s.kv_start * d_k}:{s.kv_stop * d_k}"
-        rows.append(f"<tr><td>{s.rank}</td><td>{queries}</td><td>{kv}</td><td>{q_rows}</td><td>{kv_rows}</td>"
+        rows.append(f"<tr><th scope='row'>{s.rank}</th><td>{queries}</td><td>{kv}</td><td>{q_rows}</td><td>{kv_rows}</td>"
                     f"<td>{q_rows}</td><td style='text-align: right'>{cache:,.0f} MiB</td></tr>")
     replicas = max(1, world_size // num_kv_heads)
     head = ("<tr><th>rank</th><th>query heads</th><th>KV heads</th><th>W_q rows</th><th>W_k, W_v rows</th>"
@@ -366,8 +399,8 @@ def _parallel_card(
     note = (f"each KV head is stored on {replicas} ranks" if replicas > 1 else "each KV head lives on one rank")
     return widgets.HTML(
         f"{TABLE_STYLE}<table class='shape-table'>{head}{''.join(rows)}</table>"
-        f"<p>{note}; KV cache per rank for {num_layers} layers, {seq_len:,} tokens, d_k = {d_k}, "
-        f"float16.</p>",
+        f"<p>{_sharing(group)}; {note}; KV cache per rank for {num_layers} layers, {seq_len:,} tokens, "
+        f"d_k = {d_k}, float16.</p>",
         **shared,
     )
 
