@@ -12,8 +12,10 @@ from multihead.analysis import (
     conditional_score,
     earlier_copies,
     head_outputs,
+    head_parameters,
     mean_head_outputs,
     pruning_curve,
+    token_dependence,
     uniform_causal,
 )
 from multihead.data import (
@@ -27,6 +29,7 @@ from multihead.data import (
     window_entropy,
     word_tokens,
 )
+from multihead import MultiHeadAttention, bugs, causal_mask
 from multihead.heads import merge_heads
 from multihead.training import TinyAttentionModel, token_loss, train_story_models
 
@@ -190,3 +193,66 @@ def test_train_story_models_is_seeded_and_leaves_the_global_generator() -> None:
         for p, q in zip(a.parameters(), b.parameters()):
             torch.testing.assert_close(p, q, rtol=0, atol=0)
     assert models[0].causal and not models[0].training
+
+
+def test_token_dependence_reads_the_mask_off_a_layer() -> None:
+    torch.manual_seed(0)
+    T, mha = 6, MultiHeadAttention(16, 4)
+    x = torch.randn(1, T, 16)
+    causal = token_dependence(lambda x: mha(x, mask=causal_mask(T)), x)
+    assert causal.dtype == torch.bool and torch.equal(causal, torch.ones(T, T, dtype=torch.bool).tril())
+    assert token_dependence(mha, x).all()
+    assert torch.equal(token_dependence(lambda x: x * 2, x), torch.eye(T, dtype=torch.bool))
+
+
+def test_token_dependence_of_the_split_without_transpose() -> None:
+    """Row s of head i holds a piece of token (i T + s) // h, so position t reads tokens i T / h .. (i T + t) // h."""
+    torch.manual_seed(0)
+    T, h, mha = 8, 4, MultiHeadAttention(16, 4)
+    seen = token_dependence(lambda x: bugs.forward_1(mha, x, causal_mask(T)), torch.randn(1, T, 16))
+    expected = torch.zeros(T, T, dtype=torch.bool)
+    for t, i in itertools.product(range(T), range(h)):
+        expected[t, i * T // h : (i * T + t) // h + 1] = True
+    assert torch.equal(seen, expected)
+    assert seen.triu(1).any()  # a position reads a later token
+
+
+def test_token_dependence_rejects_other_shapes() -> None:
+    with pytest.raises(ValueError, match=r"one sequence of shape \(1, T, d_in\), got \(2, 3, 4\)"):
+        token_dependence(lambda x: x, torch.randn(2, 3, 4))
+    with pytest.raises(ValueError, match=r"must return \(1, T=3, d_out\), got \(1, 4\)"):
+        token_dependence(lambda x: x.sum(1), torch.randn(1, 3, 4))
+
+
+def test_head_parameters_are_views_of_each_heads_rows_and_columns() -> None:
+    mha = MultiHeadAttention(8, 2)
+    shares = head_parameters(mha)
+    assert {name: tuple(w.shape) for name, w in shares.items()} == {
+        "W_q.weight": (2, 4, 8), "W_q.bias": (2, 4), "W_k.weight": (2, 4, 8), "W_k.bias": (2, 4),
+        "W_v.weight": (2, 4, 8), "W_v.bias": (2, 4), "W_o.weight": (2, 8, 4),
+    }
+    torch.testing.assert_close(shares["W_v.weight"][1], mha.W_v.weight[4:])
+    torch.testing.assert_close(shares["W_o.weight"][1], mha.W_o.weight[:, 4:])
+    with torch.no_grad():
+        shares["W_o.weight"][0] = 0.0  # a view: the layer changes
+    assert (mha.W_o.weight[:, :4] == 0).all() and (mha.W_o.weight[:, 4:] != 0).all()
+
+
+def test_copied_heads_get_equal_gradients() -> None:
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(8, 2)
+    with torch.no_grad():
+        for w in head_parameters(mha).values():
+            w.copy_(w[:1].expand_as(w).clone())
+    mha(torch.randn(3, 5, 8), mask=causal_mask(5)).square().sum().backward()
+    for name, g in head_parameters(mha, grad=True).items():
+        assert g.abs().sum() > 0 and torch.equal(g[0], g[1]), name
+
+
+def test_head_parameters_rejects_what_it_cannot_split() -> None:
+    with pytest.raises(ValueError, match="num_kv_heads=1"):
+        head_parameters(MultiHeadAttention(8, 2, num_kv_heads=1))
+    with pytest.raises(ValueError, match="bias=False"):
+        head_parameters(MultiHeadAttention(8, 2, bias=False))
+    with pytest.raises(ValueError, match="call backward"):
+        head_parameters(MultiHeadAttention(8, 2), grad=True)

@@ -184,3 +184,26 @@ def test_run_forward_probes_rejects_what_is_not_callable(bad) -> None:
         run_forward_probes(bad)
     with pytest.raises(ValueError, match="expected a function forward"):
         check_forward(bad)
+
+
+def test_broken_attention_runs_the_bug_on_the_layers_own_weights() -> None:
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(32, 4)
+    x, mask = torch.randn(2, 8, 32), causal_mask(8)
+    reference = bugs.BrokenAttention(mha, bugs.reference_forward)
+    torch.testing.assert_close(reference(x, mask=mask), mha(x, mask=mask))
+    broken = bugs.BrokenAttention(mha, bugs.forward_1)
+    torch.testing.assert_close(broken(x, mask=mask), bugs.forward_1(mha, x, mask))
+    assert {name for name, _ in broken.named_parameters()} == {f"attention.{n}" for n, _ in mha.named_parameters()}
+    broken(x, mask=mask).sum().backward()  # the gradient reaches the layer's weights
+    assert mha.W_q.weight.grad is not None and mha.W_q.weight.grad.abs().sum() > 0
+
+
+def test_broken_attention_rejects_what_it_cannot_run() -> None:
+    with pytest.raises(ValueError, match="wraps a MultiHeadAttention, got Linear"):
+        bugs.BrokenAttention(torch.nn.Linear(4, 4), bugs.forward_1)
+    with pytest.raises(ValueError, match="forward must be a function"):
+        bugs.BrokenAttention(MultiHeadAttention(8, 2), "forward_1")
+    broken = bugs.BrokenAttention(MultiHeadAttention(8, 2), bugs.forward_1)
+    with pytest.raises(ValueError, match="no head_mask"):
+        broken(torch.randn(1, 3, 8), head_mask=torch.ones(2))

@@ -1,11 +1,62 @@
-"""Measuring what trained heads do: attention profiles, ablation and pruning (chapter 6)."""
+"""Measuring what attention layers and trained heads do: dependence, profiles, ablation, pruning (chapters 5, 6)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
 from .heads import split_heads
+from .module import MultiHeadAttention
 from .training import TinyAttentionModel, token_loss
+
+
+def token_dependence(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """(T, T) bool: [t, s] is True where output position t of fn depends on input position s.
+
+    Introduced in chapter 5. fn maps one sequence (1, T, d_in) to (1, T, d_out). The answer is
+    read from the Jacobian at x: a dependence that the computation does not have gives an exact
+    zero block there (a key blocked with -inf gets weight 0 and gradient 0), and one it has gives
+    a nonzero block for a random x.
+    """
+    if x.dim() != 3 or x.shape[0] != 1:
+        raise ValueError(f"x must be one sequence of shape (1, T, d_in), got {tuple(x.shape)}")
+    with torch.no_grad():
+        shape = tuple(fn(x).shape)
+    if len(shape) != 3 or shape[:2] != tuple(x.shape[:2]):
+        raise ValueError(f"fn must return (1, T={x.shape[1]}, d_out), got {shape}")
+    jacobian = torch.autograd.functional.jacobian(fn, x)  # (1, T, d_out, 1, T, d_in)
+    return jacobian[0, :, :, 0].abs().sum(dim=(1, 3)) > 0  # (T, d_out, T, d_in) -> (T, T)
+
+
+def head_parameters(attention: MultiHeadAttention, *, grad: bool = False) -> dict[str, torch.Tensor]:
+    """Each head's share of a layer's weights, or of their gradients, as (h, ...) views. Introduced in chapter 6.
+
+    W_q, W_k and W_v give each head d_k rows (and d_k biases); W_o gives it d_k columns. The
+    views share memory with the parameters, so writing into them (under torch.no_grad) changes
+    the layer. W_o's bias belongs to no head and is left out.
+    """
+    if attention.num_kv_heads != attention.num_heads or attention.W_q.bias is None:
+        raise ValueError(
+            f"head_parameters needs a biased, classic layer, got num_heads={attention.num_heads}, "
+            f"num_kv_heads={attention.num_kv_heads}, bias={attention.W_q.bias is not None}"
+        )
+    h, d_k, d_model = attention.num_heads, attention.head_dim, attention.d_model
+
+    def read(p: torch.Tensor) -> torch.Tensor:
+        if not grad:
+            return p
+        if p.grad is None:
+            raise ValueError("head_parameters(grad=True) needs gradients: call backward() first")
+        return p.grad
+
+    shares = {}
+    for name in ("W_q", "W_k", "W_v"):
+        linear = getattr(attention, name)
+        shares[f"{name}.weight"] = read(linear.weight).view(h, d_k, d_model)  # rows of head i
+        shares[f"{name}.bias"] = read(linear.bias).view(h, d_k)
+    shares["W_o.weight"] = read(attention.W_o.weight).view(d_model, h, d_k).permute(1, 0, 2)  # (h, d_model, d_k)
+    return shares
 
 
 def uniform_causal(seq_len: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from .module import MultiHeadAttention
 
@@ -295,6 +296,31 @@ ALL = [  # the chapter's bugs 1 to 10, in order
         "permute(2, 0, 1, 3) makes (T, B, h, d_k); reshaping that to (B, T, d_model) mixes the sequences.",
     ),
 ]
+
+
+class BrokenAttention(nn.Module):
+    """A MultiHeadAttention layer run by one of the broken forward passes, to train with. Introduced in chapter 5.
+
+    It owns the layer and its weights, so a model trains the same parameters through the bug:
+    `model.attention = BrokenAttention(model.attention, forward_1)`. It takes no head_mask.
+    """
+
+    def __init__(self, attention: MultiHeadAttention, forward: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        if not isinstance(attention, MultiHeadAttention):
+            raise ValueError(f"BrokenAttention wraps a MultiHeadAttention, got {type(attention).__name__}")
+        if not callable(forward):
+            raise ValueError(f"forward must be a function forward(mha, x, mask), got {forward!r}")
+        self.attention = attention
+        self.broken_forward = forward
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, head_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x (B, T, d_model) -> (B, T, d_model), through the broken pass."""
+        if head_mask is not None:
+            raise ValueError("BrokenAttention takes no head_mask")
+        return self.broken_forward(self.attention, x, mask)
 
 
 def source(fn: Callable[..., object]) -> str:
