@@ -17,7 +17,7 @@ def token_dependence(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
     Introduced in chapter 5. fn maps one sequence (1, T, d_in) to (1, T, d_out). The answer is
     read from the Jacobian at x: a dependence that the computation does not have gives an exact
     zero block there (a key blocked with -inf gets weight 0 and gradient 0), and one it has gives
-    a nonzero block for a random x.
+    a nonzero block for a random x, unless a saturated softmax rounds a weight to exactly 0.
     """
     if x.dim() != 3 or x.shape[0] != 1:
         raise ValueError(f"x must be one sequence of shape (1, T, d_in), got {tuple(x.shape)}")

@@ -302,7 +302,9 @@ class BrokenAttention(nn.Module):
     """A MultiHeadAttention layer run by one of the broken forward passes, to train with. Introduced in chapter 5.
 
     It owns the layer and its weights, so a model trains the same parameters through the bug:
-    `model.attention = BrokenAttention(model.attention, forward_1)`. It takes no head_mask.
+    `model.attention = BrokenAttention(model.attention, forward_1)`. The broken passes apply no
+    dropout, take no head_mask and return no attention weights, so a model's
+    `attention_weights` does not work through it.
     """
 
     def __init__(self, attention: MultiHeadAttention, forward: Callable[..., torch.Tensor]) -> None:
