@@ -6,6 +6,10 @@ returns a `CheckReport`; its text is what the notebook shows. Introduced in chap
 
 from __future__ import annotations
 
+import copy
+import functools
+import itertools
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,14 +45,63 @@ class CheckReport:
         return f"{self.name}: not yet.\n" + "\n".join(f"  - {problem}" for problem in self.problems)
 
 
-def _call(report: CheckReport, fn: Callable, *args) -> torch.Tensor | None:
+# Error messages that have a known cause in these exercises, and the hint for each.
+_ERROR_HINTS = {
+    "view size is not compatible": "view needs contiguous memory: call .contiguous() first, or use reshape",
+    "Boolean value of Tensor with more than one value": "a tensor of several values has no single truth value",
+}
+
+
+def _where(error: BaseException) -> str:
+    """' at line N: <code>' for the innermost frame of the reader's own code, or ''."""
+    ours = (__file__, torch.__file__.rsplit("/", 1)[0])
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(ours)]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f" at line {frame.lineno}" + (f": {frame.line.strip()}" if frame.line else "")
+
+
+def _first_line(error: BaseException, width: int = 100) -> str:
+    """The error's first line, cut to width characters."""
+    text = (str(error).splitlines() or [""])[0]
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _snapshot(value: object) -> object:
+    """A copy of an input to compare with after the call: tensors keep their shape, strides and values."""
+    if isinstance(value, torch.Tensor):
+        return (value.detach().clone(), value.shape, value.stride(), value.dtype)
+    return copy.deepcopy(value)
+
+
+def _unchanged(before: object, value: object) -> bool:
+    if isinstance(value, torch.Tensor):
+        data, shape, stride, dtype = before
+        return (value.shape, value.stride(), value.dtype) == (shape, stride, dtype) and torch.equal(value, data)
+    return before == value
+
+
+def _call(report: CheckReport, label: str, fn: Callable, **inputs: object) -> object:
+    """fn(*inputs.values()), or None after recording why not: it raised, or it changed an input."""
+    before = {name: _snapshot(value) for name, value in inputs.items()}
     try:
-        return fn(*args)
+        got = fn(*inputs.values())
     except NotImplementedError:
         report.fail("the function still raises NotImplementedError: fill in its body")
+        return None
     except Exception as error:  # the reader's code may fail in any way; report it, never crash
-        report.fail(f"calling it raised {type(error).__name__}: {error}")
-    return None
+        hint = next((h for text, h in _ERROR_HINTS.items() if text in str(error)), None)
+        report.fail(
+            f"{label}: calling it raised {type(error).__name__}: {_first_line(error)}{_where(error)}"
+            + (f". Hint: {hint}." if hint else "")
+        )
+        return None
+    changed = [name for name, value in inputs.items() if not _unchanged(before[name], value)]
+    if changed:
+        report.fail(f"{label}: your function changed its input {', '.join(changed)}; work on a copy or out of place")
+        return None
+    return got
 
 
 def _compare(
@@ -58,25 +111,49 @@ def _compare(
     want: torch.Tensor,
     hint: Callable[[torch.Tensor], str],
     atol: float | None = None,
+    any_float: bool = False,
 ) -> None:
-    """Record a pass, or what is wrong: not a tensor, the wrong shape, or other values (exact, or within atol)."""
+    """Record a pass, or what is wrong: not a tensor, the wrong shape or dtype, or other values.
+
+    Values are compared exactly, or within atol. With any_float, a result of another floating
+    dtype (a float64 statistic) is compared in want's dtype.
+    """
     if not isinstance(got, torch.Tensor):
         report.fail(f"{label}: expected a tensor, got {type(got).__name__}")
-    elif got.shape != want.shape:
+        return
+    if got.shape != want.shape:
         report.fail(f"{label}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}")
+        return
+    if any_float and got.is_floating_point() and want.is_floating_point():
+        got = got.to(want.dtype)
+    if got.dtype != want.dtype:
+        report.fail(f"{label}: expected dtype {want.dtype}, got {got.dtype}")
     elif not (torch.equal(got, want) if atol is None else torch.allclose(got, want, atol=atol)):
         report.fail(f"{label}: the shape is right but the values differ. {hint(got)}")
     else:
         report.passed += 1
 
 
+def _keeps_random_state(checker: Callable[..., CheckReport]) -> Callable[..., CheckReport]:
+    """Run a checker without touching the reader's global random state."""
+
+    @functools.wraps(checker)
+    def run(*args: object, **kwargs: object) -> CheckReport:
+        with torch.random.fork_rng(devices=[]):
+            return checker(*args, **kwargs)
+
+    return run
+
+
+@_keeps_random_state
 def check_split_heads(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> CheckReport:
     """Check a reader's split_heads(x, num_heads) -> (B, h, T, d_k). Introduced in chapter 2."""
     report = CheckReport("split_heads")
     for B, T, d_model, h in SPLIT_CASES:
         x = torch.arange(B * T * d_model, dtype=torch.float32).view(B, T, d_model)  # (B, T, d_model)
-        want = split_heads(x, h)  # (B, h, T, d_k)
-        got = _call(report, fn, x, h)
+        label = f"x {tuple(x.shape)}, h={h}"
+        want = split_heads(x.clone(), h)  # (B, h, T, d_k)
+        got = _call(report, label, fn, x=x, num_heads=h)
         if not report.ok:
             break
 
@@ -85,17 +162,25 @@ def check_split_heads(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> CheckR
                 return "It looks like a view to (B, h, T, d_k) without the transpose: view first to (B, T, h, d_k)."
             return "Check which axis you split and which two you swap."
 
-        _compare(report, f"x {tuple(x.shape)}, h={h}", got, want, hint)
+        _compare(report, label, got, want, hint)
     return report
 
 
+@_keeps_random_state
 def check_merge_heads(fn: Callable[[torch.Tensor], torch.Tensor]) -> CheckReport:
-    """Check a reader's merge_heads(x) -> (B, T, d_model). Introduced in chapter 2."""
+    """Check a reader's merge_heads(x) -> (B, T, d_model). Introduced in chapter 2.
+
+    The heads come both as split_heads returns them (a transposed view) and as `attn @ v`
+    returns them (contiguous), where a view without contiguous() fails.
+    """
     report = CheckReport("merge_heads")
-    for B, T, d_model, h in SPLIT_CASES:
-        x = split_heads(torch.randn(B, T, d_model), h)  # (B, h, T, d_k)
+    rng = generator(2)
+    for (B, T, d_model, h), contiguous in itertools.product(SPLIT_CASES, (False, True)):
+        x = split_heads(torch.randn(B, T, d_model, generator=rng), h)  # (B, h, T, d_k), a transposed view
+        x = x.contiguous() if contiguous else x
+        label = f"heads {tuple(x.shape)}{', contiguous' if contiguous else ''}"
         want = merge_heads(x)  # (B, T, d_model)
-        got = _call(report, fn, x)
+        got = _call(report, label, fn, x=x)
         if not report.ok:
             break
 
@@ -104,19 +189,22 @@ def check_merge_heads(fn: Callable[[torch.Tensor], torch.Tensor]) -> CheckReport
                 return "It looks like a reshape without transposing back: transpose(1, 2) first."
             return "Transpose back to (B, T, h, d_k) before joining the last two axes."
 
-        _compare(report, f"heads {tuple(x.shape)}", got, want, hint)
+        _compare(report, label, got, want, hint)
     return report
 
 
+@_keeps_random_state
 def check_head_rows(fn: Callable[[torch.Tensor, int, int], torch.Tensor]) -> CheckReport:
     """Check a reader's head_rows(W, num_heads, i): the rows of a fused weight that head i uses. Introduced in chapter 2."""
     report = CheckReport("head_rows")
-    for d_model, h in [(512, 4), (12, 3), (8, 8)]:
+    rng = generator(1)
+    for d_model, h in [(512, 4), (12, 3), (8, 8), (6, 2)]:
         d_k = d_model // h
-        W = torch.randn(d_model, d_model)  # nn.Linear weight: (out = d_model, in = d_model)
-        x = torch.randn(2, 5, d_model)  # (B, T, d_model)
-        for i in (0, h - 1):
-            got = _call(report, fn, W, h, i)
+        W = torch.randn(d_model, d_model, generator=rng)  # nn.Linear weight: (out = d_model, in = d_model)
+        x = torch.randn(2, 5, d_model, generator=rng)  # (B, T, d_model)
+        for i in range(h):
+            label = f"d_model={d_model}, h={h}, head {i}"
+            got = _call(report, label, fn, W=W, num_heads=h, i=i)
             if not report.ok:
                 return report
             want = W[i * d_k : (i + 1) * d_k]  # (d_k, d_model)
@@ -126,19 +214,21 @@ def check_head_rows(fn: Callable[[torch.Tensor, int, int], torch.Tensor]) -> Che
                     return "You took columns; nn.Linear stores (out, in), so head i owns a block of rows."
                 return f"Head {i} owns output features {i * d_k} to {(i + 1) * d_k - 1}."
 
-            _compare(report, f"d_model={d_model}, h={h}, head {i}", got, want, hint)
+            _compare(report, label, got, want, hint)
             if report.ok:  # the slice must reproduce head i of the fused projection
                 fused = split_heads(x @ W.T, h)[:, i]  # (B, T, d_k)
                 torch.testing.assert_close(x @ got.T, fused)
     return report
 
 
+@_keeps_random_state
 def check_task_targets(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> CheckReport:
     """Check a reader's targets for chapter 1's task, (x[t-1] - x[0]) mod V. Introduced in chapter 1."""
     report = CheckReport("task_targets")
-    for B, T, V in [(2, 10, 12), (3, 2, 5), (1, 7, 3)]:
+    for B, T, V in [(2, 10, 12), (3, 2, 5), (1, 7, 3), (4, 5, 20)]:
         x, want = first_minus_previous(B, T, V, generator(B * 100 + T))  # (B, T) each
-        got = _call(report, fn, x.clone(), V)
+        label = f"x {tuple(x.shape)}, V={V}"
+        got = _call(report, label, fn, x=x, vocab_size=V)
         if not report.ok:
             break
 
@@ -149,63 +239,77 @@ def check_task_targets(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> Check
                 return "You added the first token; the task subtracts it."
             if torch.equal(got[:, 1:], (x[:, :1] - x[:, :-1]) % V):
                 return "The order is swapped: previous token minus first token."
+            if torch.equal(got[:, 1:], x[:, :-1] - x[:, :1]):
+                return "Some targets are negative: take the difference modulo vocab_size."
+            if torch.equal(got[:, 1:], (x[:, 1:] - x[:, :1]) % V):
+                return "You used token t; the task uses the previous token, x[:, t-1]."
             return "Compare position t with (x[:, t-1] - x[:, 0]) % vocab_size."
 
-        _compare(report, f"x {tuple(x.shape)}, V={V}", got, want, hint)
+        _compare(report, label, got, want, hint)
     return report
 
 
+@_keeps_random_state
 def check_attention_weights(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> CheckReport:
     """Check a reader's attention_weights(q, k) = softmax(q k^T / sqrt(d_k)) over keys. Introduced in chapter 3."""
     report = CheckReport("attention_weights")
     rng = generator(3)
-    for B, h, T_q, T_k, d_k in [(2, 4, 5, 5, 16), (1, 2, 3, 7, 64), (3, 1, 4, 2, 8)]:
+    for B, h, T_q, T_k, d_k in [(2, 4, 5, 5, 16), (1, 2, 3, 7, 64), (3, 1, 4, 2, 8), (2, 3, 6, 4, 2)]:
         q = torch.randn(B, h, T_q, d_k, generator=rng)  # (B, h, T_q, d_k)
         k = torch.randn(B, h, T_k, d_k, generator=rng)  # (B, h, T_k, d_k)
-        got = _call(report, fn, q, k)
+        label = f"q {tuple(q.shape)}, k {tuple(k.shape)}"
+        raw = q @ k.transpose(-2, -1)  # (B, h, T_q, T_k), before the reader's function runs
+        want = (raw / d_k**0.5).softmax(dim=-1)
+        got = _call(report, label, fn, q=q, k=k)
         if not report.ok:
             break
-        raw = q @ k.transpose(-2, -1)  # (B, h, T_q, T_k)
-        want = (raw / d_k**0.5).softmax(dim=-1)
 
         def hint(got: torch.Tensor, raw: torch.Tensor = raw, d_k: int = d_k) -> str:
             if torch.allclose(got, raw.softmax(dim=-1)):
                 return "The scores are not scaled: divide by sqrt(d_k) before the softmax."
             if torch.allclose(got, (raw / d_k).softmax(dim=-1)):
                 return "You divided by d_k; divide by its square root."
-            if torch.allclose(got, (raw / d_k**0.5).softmax(dim=-2)):
+            if raw.shape[-1] == raw.shape[-2] and torch.allclose(got, (raw / d_k**0.5).softmax(dim=-2)):
                 return "The softmax runs over the query axis; it must run over the keys (dim=-1)."
             if torch.allclose(got, raw / d_k**0.5):
                 return "These are the scaled scores; apply the softmax over the keys."
             return "Compute softmax(q @ k.transpose(-2, -1) / sqrt(d_k), dim=-1)."
 
-        _compare(report, f"q {tuple(q.shape)}, k {tuple(k.shape)}", got, want, hint, atol=1e-6)
+        _compare(report, label, got, want, hint, atol=1e-6)
     return report
 
 
+@_keeps_random_state
 def check_causal_mask(fn: Callable[[int], torch.Tensor]) -> CheckReport:
-    """Check a reader's causal_mask(T): (T, T) booleans, True = may attend. Introduced in chapter 3."""
+    """Check a reader's causal_mask(T): (T, T) booleans, True = may attend. Introduced in chapter 3.
+
+    T = 1 comes last: there every wrong triangle looks alike, so its hint would mislead.
+    """
     report = CheckReport("causal_mask")
-    for T in (1, 4, 9):
-        got = _call(report, fn, T)
+    for T in (4, 9, 2, 1):
+        label = f"T={T}"
+        got = _call(report, label, fn, T=T)
         if not report.ok:
             break
         want = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
         if isinstance(got, torch.Tensor) and got.dtype != torch.bool:
-            report.fail(f"T={T}: expected a boolean mask, got dtype {got.dtype}; the convention is True = may attend")
+            report.fail(f"{label}: expected a boolean mask, got dtype {got.dtype}; the convention is True = may attend")
             break
 
         def hint(got: torch.Tensor, want: torch.Tensor = want) -> str:
-            if torch.equal(got, ~want) or torch.equal(got, want.T):
-                return "This mask lets queries see the future. Query i may see keys 0..i: the lower triangle."
             if torch.equal(got, want.tril(-1)):
                 return "The diagonal is False: a token may attend to itself."
+            if torch.equal(got, ~want):
+                return "True marks the blocked keys here, as in nn.MultiheadAttention; the course's masks say True = may attend."
+            if torch.equal(got, want.T):
+                return "This mask lets queries see the future. Query i may see keys 0..i: the lower triangle."
             return "Entry [i, j] is True when j <= i."
 
-        _compare(report, f"T={T}", got, want, hint)
+        _compare(report, label, got, want, hint)
     return report
 
 
+@_keeps_random_state
 def check_head_term(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> CheckReport:
     """Check a reader's head_term(heads, W_o_weight, i): head i's share of the output, bias excluded.
 
@@ -214,22 +318,23 @@ def check_head_term(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor
     """
     report = CheckReport("head_term")
     rng = generator(4)
-    for B, h, T, d_k in [(2, 4, 5, 8), (1, 3, 2, 4)]:
+    for B, h, T, d_k in [(2, 4, 5, 8), (1, 3, 2, 4), (3, 2, 4, 3)]:
         heads = torch.randn(B, h, T, d_k, generator=rng)  # (B, h, T, d_k)
         W = torch.randn(h * d_k, h * d_k, generator=rng)  # (out, in), as nn.Linear stores it
-        for i in (0, h - 1):
-            got = _call(report, fn, heads, W, i)
-            if not report.ok:
-                return report
+        for i in range(h):
+            label = f"heads {tuple(heads.shape)}, head {i}"
             block = slice(i * d_k, (i + 1) * d_k)
             want = heads[:, i] @ W[:, block].T  # (B, T, d_k) @ (d_k, d_model) -> (B, T, d_model)
+            got = _call(report, label, fn, heads=heads, W_o_weight=W, i=i)
+            if not report.ok:
+                return report
 
             def hint(got: torch.Tensor, heads: torch.Tensor = heads, W: torch.Tensor = W, i: int = i) -> str:
                 if torch.allclose(got, heads[:, i] @ W[i * d_k : (i + 1) * d_k, :]):
                     return "You took rows of the weight; nn.Linear stores (out, in), so head i meets columns."
                 return "Multiply head i by the columns of W_o.weight that read its block, transposed."
 
-            _compare(report, f"heads {tuple(heads.shape)}, head {i}", got, want, hint, atol=1e-5)
+            _compare(report, label, got, want, hint, atol=1e-5)
     return report
 
 
@@ -333,6 +438,26 @@ FORWARD_PROBES: dict[str, Callable[[Callable[..., torch.Tensor]], str | None]] =
 }
 
 
+class _InputChanged(Exception):
+    """The reader's forward pass changed one of its inputs."""
+
+
+def _guarded(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """fn(mha, x, mask), raising _InputChanged if the call changed x, the mask or the module's weights."""
+
+    def run(mha: MultiHeadAttention, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        inputs = {"x": x, "mask": mask, **{f"mha.{n}": p for n, p in mha.state_dict().items()}}
+        before = {name: _snapshot(value) for name, value in inputs.items()}
+        got = fn(mha, x, mask)
+        changed = [name for name, value in inputs.items() if not _unchanged(before[name], value)]
+        if changed:
+            raise _InputChanged(", ".join(changed))
+        return got
+
+    return run
+
+
+@_keeps_random_state
 def run_forward_probes(fn: Callable[..., torch.Tensor]) -> dict[str, str | None]:
     """Run each probe on forward(mha, x, mask): name -> None if it passed, else the problem. Introduced in chapter 5."""
     if not callable(fn):
@@ -341,7 +466,9 @@ def run_forward_probes(fn: Callable[..., torch.Tensor]) -> dict[str, str | None]
     for name, probe in FORWARD_PROBES.items():
         try:
             with torch.no_grad(), _one_thread():
-                results[name] = probe(fn)
+                results[name] = probe(_guarded(fn))
+        except _InputChanged as changed:
+            results[name] = f"your function changed its input {changed}"
         except NotImplementedError:
             results[name] = "the function still raises NotImplementedError: fill in its body"
         except Exception as error:  # the reader's code may fail in any way; report it, never crash
@@ -349,6 +476,7 @@ def run_forward_probes(fn: Callable[..., torch.Tensor]) -> dict[str, str | None]
     return results
 
 
+@_keeps_random_state
 def check_forward(fn: Callable[..., torch.Tensor]) -> CheckReport:
     """Run a forward(mha, x, mask) through the probes of FORWARD_PROBES and report the ones it fails.
 
@@ -370,43 +498,50 @@ def check_forward(fn: Callable[..., torch.Tensor]) -> CheckReport:
     return report
 
 
+@_keeps_random_state
 def check_previous_token_score(fn: Callable[[torch.Tensor], torch.Tensor]) -> CheckReport:
     """Check a reader's previous_token_score(attn): mean weight on key t-1 per head, (h,). Introduced in chapter 6."""
     report = CheckReport("previous_token_score")
     rng = generator(6)
-    for B, h, T in [(3, 4, 6), (1, 2, 3)]:
-        attn = torch.rand(B, h, T, T, generator=rng).tril().softmax(dim=-1)  # (B, h, T, T)
-        got = _call(report, fn, attn)
-        if not report.ok:
-            break
+    for B, h, T in [(3, 4, 6), (1, 2, 3), (2, 3, 5), (4, 1, 2)]:
+        scores = torch.randn(B, h, T, T, generator=rng).masked_fill(~causal_mask(T), float("-inf"))
+        attn = scores.softmax(dim=-1)  # (B, h, T, T), causal
+        label = f"attn {tuple(attn.shape)}"
         t = torch.arange(1, T)
         want = attn[:, :, t, t - 1].mean(dim=(0, 2))  # (h,)
+        got = _call(report, label, fn, attn=attn)
+        if not report.ok:
+            break
 
         def hint(got: torch.Tensor, attn: torch.Tensor = attn, t: torch.Tensor = t) -> str:
             if torch.allclose(got, attn[:, :, t - 1, t].mean(dim=(0, 2))):
                 return "You read above the diagonal: query t, key t-1 is attn[..., t, t-1]."
+            if torch.allclose(got, attn.diagonal(offset=-1, dim1=-2, dim2=-1).sum(dim=(0, 2)) / attn.shape[0] / T):
+                return "You divided by T; only the T - 1 queries t >= 1 have a previous token."
+            if torch.allclose(got, attn.diagonal(dim1=-2, dim2=-1)[..., 1:].mean(dim=(0, 2))):
+                return "That is the weight on the query's own position; the previous token is key t-1."
             return "Average attn[b, i, t, t-1] over b and t >= 1, separately for each head i."
 
-        _compare(report, f"attn {tuple(attn.shape)}", got, want, hint, atol=1e-6)
+        _compare(report, label, got, want, hint, atol=1e-6, any_float=True)
     return report
 
 
+@_keeps_random_state
 def check_cls_share(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> CheckReport:
     """Check a reader's cls_share(weights, lengths): mean weight on key 0 over real queries, (layers, h). Introduced in chapter 7."""
     report = CheckReport("cls_share")
     rng = generator(10)
-    for L, B, h, T, lengths in [(2, 3, 4, 6, [6, 2, 4]), (1, 1, 2, 3, [3]), (3, 2, 1, 5, [1, 5])]:
+    for L, B, h, T, lengths in [(2, 3, 4, 6, [6, 2, 4]), (1, 1, 2, 3, [3]), (3, 2, 1, 5, [1, 5]), (2, 4, 3, 4, [4, 1, 3, 2])]:
         lengths = torch.tensor(lengths)
         keys = padding_mask(lengths, T)  # (B, 1, 1, T): True = a real key
         scores = torch.randn(L, B, h, T, T, generator=rng).masked_fill(~keys, float("-inf"))
         weights = scores.softmax(dim=-1)  # (L, B, h, T, T), padded keys get 0
-        got = _call(report, fn, weights.clone(), lengths.clone())
-        if not report.ok:
-            break
-        if isinstance(got, torch.Tensor) and got.is_floating_point():
-            got = got.float()  # float64 is as right as float32
+        label = f"weights {tuple(weights.shape)}, lengths {lengths.tolist()}"
         real = keys[:, 0, 0]  # (B, T): the real queries
         want = weights[..., 0].mul(real[:, None]).sum(dim=(1, 3)) / real.sum()  # (L, h)
+        got = _call(report, label, fn, weights=weights, lengths=lengths)
+        if not report.ok:
+            break
 
         def hint(got: torch.Tensor, weights: torch.Tensor = weights, real: torch.Tensor = real) -> str:
             if torch.allclose(got, weights[..., 0].mean(dim=(1, 3))):
@@ -418,67 +553,95 @@ def check_cls_share(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) ->
                 return "You averaged each sequence first; pool all real queries of all sequences."
             return "Sum weights[l, b, i, t, 0] over b and real t < lengths[b], then divide by lengths.sum()."
 
-        _compare(report, f"weights {tuple(weights.shape)}, lengths {lengths.tolist()}", got, want, hint, atol=1e-6)
+        _compare(report, label, got, want, hint, atol=1e-6, any_float=True)
     return report
 
 
+def _as_count(got: object) -> int | str:
+    """got as an int, or why it is not a count."""
+    if isinstance(got, bool):
+        return f"expected a number, got {got}"
+    if isinstance(got, int):
+        return got
+    if isinstance(got, torch.Tensor):
+        if got.numel() != 1:
+            return (f"expected a number, got a tensor of shape {tuple(got.shape)}: "
+                    "count its distinct entries with len(...) or .numel()")
+        if got.is_floating_point() or got.dtype == torch.bool:
+            return f"expected a whole number, got a {got.dtype} tensor"
+        return int(got.item())
+    return f"expected a number, got {type(got).__name__}"
+
+
+@_keeps_random_state
 def check_favourite_keys(fn: Callable[[torch.Tensor, torch.Tensor], int]) -> CheckReport:
     """Check a reader's count_favourite_keys(q, k): distinct arg-max keys over queries. Introduced in chapter 8."""
     report = CheckReport("count_favourite_keys")
     rng = generator(7)
-    for T_q, T_k, d_k in [(16, 16, 1), (8, 12, 4), (5, 3, 2)]:
+    for T_q, T_k, d_k in [(16, 16, 1), (8, 12, 4), (5, 3, 2), (12, 20, 3)]:
         q, k = torch.randn(T_q, d_k, generator=rng), torch.randn(T_k, d_k, generator=rng)
-        got = _call(report, fn, q, k)
-        if not report.ok:
-            break
+        label = f"q {tuple(q.shape)}, k {tuple(k.shape)}"
         scores = q @ k.T  # (T_q, T_k)
         want = len(scores.argmax(dim=-1).unique())
-        if got == want:
+        got = _call(report, label, fn, q=q, k=k)
+        if not report.ok:
+            break
+        count = _as_count(got)
+        if isinstance(count, str):
+            report.fail(f"{label}: {count}")
+        elif count == want:
             report.passed += 1
-        elif got == len(scores.argmax(dim=0).unique()):
-            report.fail(f"q {tuple(q.shape)}, k {tuple(k.shape)}: you took each key's favourite query; "
-                        "take the arg-max over keys (dim=-1)")
+        elif count == len(scores.argmax(dim=0).unique()):
+            report.fail(f"{label}: you took each key's favourite query; take the arg-max over keys (dim=-1)")
+        elif count == T_q:
+            report.fail(f"{label}: expected {want}, got {count}, the number of queries: count distinct keys (unique)")
         else:
-            report.fail(f"q {tuple(q.shape)}, k {tuple(k.shape)}: expected {want}, got {got}")
+            report.fail(f"{label}: expected {want}, got {count}")
     return report
 
 
+@_keeps_random_state
 def check_key_padding_mask(fn: Callable[[list[int], int], torch.Tensor]) -> CheckReport:
     """Check a reader's key_padding_mask_from_lengths(lengths, T): (B, T), True = padding. Introduced in chapter 9."""
     report = CheckReport("key_padding_mask_from_lengths")
-    for lengths, T in [([3, 1, 4], 4), ([2], 5), ([0, 6], 6)]:
-        got = _call(report, fn, lengths, T)
+    for lengths, T in [([3, 1, 4], 4), ([2], 5), ([0, 6], 6), ([5, 2, 2, 1], 7)]:
+        label = f"lengths {lengths}, T={T}"
+        want = to_torch_key_padding_mask(padding_mask(lengths, T))  # (B, T)
+        got = _call(report, label, fn, lengths=lengths, T=T)
         if not report.ok:
             break
-        want = to_torch_key_padding_mask(padding_mask(lengths, T))  # (B, T)
         if isinstance(got, torch.Tensor) and got.dtype != torch.bool:
-            report.fail(f"lengths {lengths}: expected booleans, got dtype {got.dtype}")
+            report.fail(f"{label}: expected booleans, got dtype {got.dtype}")
             break
 
         def hint(got: torch.Tensor, want: torch.Tensor = want) -> str:
             if torch.equal(got, ~want):
                 return "True marks padding in nn.MultiheadAttention: your mask is inverted."
+            if torch.equal(got, want.flip(-1)):
+                return "The padding is at the start of each row; these sequences are padded at the end."
             return "Position t of sequence b is padding when t >= lengths[b]."
 
-        _compare(report, f"lengths {lengths}, T={T}", got, want, hint)
+        _compare(report, label, got, want, hint)
     return report
 
 
+@_keeps_random_state
 def check_repeat_kv(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> CheckReport:
     """Check a reader's repeat_kv(x, num_heads): (B, h_kv, T, d_k) -> (B, h, T, d_k), grouped. Introduced in chapter 10."""
     report = CheckReport("repeat_kv")
     rng = generator(9)
-    for B, h_kv, h, T, d_k in [(2, 2, 8, 3, 4), (1, 1, 4, 2, 2), (1, 3, 6, 1, 2)]:
+    for B, h_kv, h, T, d_k in [(2, 2, 8, 3, 4), (1, 1, 4, 2, 2), (1, 3, 6, 1, 2), (3, 4, 8, 5, 3), (2, 2, 2, 3, 2)]:
         x = torch.randn(B, h_kv, T, d_k, generator=rng)  # (B, h_kv, T, d_k)
-        got = _call(report, fn, x, h)
+        label = f"x {tuple(x.shape)}, h={h}"
+        want = x.repeat_interleave(h // h_kv, dim=1)  # (B, h, T, d_k)
+        got = _call(report, label, fn, x=x, num_heads=h)
         if not report.ok:
             break
-        want = x.repeat_interleave(h // h_kv, dim=1)  # (B, h, T, d_k)
 
         def hint(got: torch.Tensor, x: torch.Tensor = x, h: int = h, h_kv: int = h_kv) -> str:
             if torch.equal(got, x.repeat(1, h // h_kv, 1, 1)):
                 return "That tiles the KV heads (0, 1, 0, 1, ...); query heads come in groups (0, 0, 1, 1, ...)."
             return "Query head i reads KV head i // (h / h_kv): use repeat_interleave on dim 1."
 
-        _compare(report, f"x {tuple(x.shape)}, h={h}", got, want, hint)
+        _compare(report, label, got, want, hint)
     return report
