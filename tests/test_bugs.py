@@ -109,7 +109,7 @@ def test_the_table_the_chapter_shows() -> None:
     caught = caught_by()
     numbers = {bug.name: n for n, bug in enumerate(bugs.ALL, start=1)}
     alone = {probe: sorted(numbers[name] for name, c in caught.items() if c == {probe}) for probe in FORWARD_PROBES}
-    assert alone == {"reference": [3], "causal": [2, 8], "padding": [5], "batch": [10]}
+    assert alone == {"reference": [3], "mask": [2, 8], "padding": [5], "batch": [10]}
     assert caught["missing contiguous()"] == set(FORWARD_PROBES)  # it crashes everywhere
     assert caught["mask after the softmax"] == {"padding"}
 

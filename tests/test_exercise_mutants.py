@@ -326,11 +326,53 @@ def _forward_zeroes_bias(mha, x, mask=None):
     return mha(x, mask=mask)
 
 
+def _forward_own_triangle(mha, x, mask=None):
+    if mask is not None:  # any mask is taken to be causal
+        mask = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool).tril()
+    return mha(x, mask=mask)
+
+
+def _forward_masks_queries(mha, x, mask=None):
+    q, k, v = (split_heads(W(x), mha.num_heads) for W in (mha.W_q, mha.W_k, mha.W_v))  # (B, h, T, d_k)
+    scores = q @ k.mT / math.sqrt(q.shape[-1])  # (B, h, T, T)
+    if mask is not None and mask.dim() == 4:  # a padding mask (B, 1, 1, T) turned along the queries
+        mask = mask.transpose(-2, -1)  # (B, 1, T, 1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, -1e9)
+    return mha.W_o(merge_heads(scores.softmax(-1) @ v))
+
+
+def _forward_first_mask_only(mha, x, mask=None):
+    return mha(x, mask=None if mask is None else mask[:1])  # sequence 0's mask for every sequence
+
+
+def _forward_four_heads(mha, x, mask=None):
+    q, k, v = (split_heads(W(x), 4) for W in (mha.W_q, mha.W_k, mha.W_v))  # h hard-coded
+    return mha.W_o(merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
+
+
+def _forward_additive_mask(mha, x, mask=None):
+    bias = None if mask is None else torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))
+    q, k, v = (split_heads(W(x), mha.num_heads) for W in (mha.W_q, mha.W_k, mha.W_v))  # (B, h, T, d_k)
+    return mha.W_o(merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=bias)))
+
+
 FORWARD_WRONG = [(bug.forward, "") for bug in bugs.ALL] + [
     (_forward_scales_x, "changed its input x"),
     (_forward_zeroes_bias, "changed its input mha.W_o.bias"),
+    (_forward_own_triangle, "query 0 of sequence 1 reads a token it may not see (padding mask)"),
+    (_forward_masks_queries, "query 0 of sequence 0 reads a token it may not see (padding mask)"),
+    (_forward_first_mask_only, "query 0 of sequence 1 reads a token it may not see (padding mask)"),
+    (_forward_four_heads, "differs from MultiHeadAttention with h=3"),
 ]
-FORWARD_RIGHT = [lambda mha, x, mask: mha(x, mask=mask), bugs.reference_forward, _forward_sdpa, _forward_einsum, _forward_loop]
+FORWARD_RIGHT = [
+    lambda mha, x, mask: mha(x, mask=mask),
+    bugs.reference_forward,
+    _forward_sdpa,
+    _forward_einsum,
+    _forward_loop,
+    _forward_additive_mask,
+]
 CASES["check_forward"] = (FORWARD_WRONG, FORWARD_RIGHT)
 
 WRONG = [(name, fn, words) for name, (wrong, _) in CASES.items() for fn, words in wrong]

@@ -64,7 +64,8 @@ def test_check_forward_passes_the_reference_and_reports_each_probe() -> None:
         assert "all 4 checks passed" in repr(report)
     assert "output = correct output + x" in repr(check_forward(bugs.forward_9))
     assert "changing sequence 1 changed the output of sequence 0" in repr(check_forward(bugs.forward_10))
-    assert "changing the last token changed the outputs before it" in repr(check_forward(bugs.forward_2))
+    assert "query 0 reads a token it may not see (causal mask)" in repr(check_forward(bugs.forward_2))
+    assert "the output holds NaN or inf (causal mask)" in repr(check_forward(bugs.forward_8))
     assert "yet the output is not that value" in repr(check_forward(bugs.forward_5))
     assert "RuntimeError: view size is not compatible" in repr(check_forward(bugs.forward_6))
 

@@ -338,11 +338,11 @@ def check_head_term(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor
     return report
 
 
-def _probe_module(*zero: str) -> MultiHeadAttention:
-    """The probes' module: d_model=16, h=4, d_k=4, fixed weights, the named parameters set to 0."""
+def _probe_module(*zero: str, d_model: int = 16, num_heads: int = 4) -> MultiHeadAttention:
+    """The probes' module, d_model=16 and h=4 unless told, fixed weights, the named parameters set to 0."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        mha = MultiHeadAttention(16, 4).eval()
+        mha = MultiHeadAttention(d_model, num_heads).eval()
     with torch.no_grad():
         for name in zero:
             mha.get_parameter(name).zero_()
@@ -361,32 +361,49 @@ def _bad_output(got: object, shape: torch.Size) -> str | None:
 
 
 def _probe_reference(fn: Callable[..., torch.Tensor]) -> str | None:
-    """One sequence, no mask, random input: the output must equal the module's."""
-    mha = _probe_module()
-    x = torch.randn(1, 5, 16, generator=generator(50))  # (B, T, d_model)
-    got, want = fn(mha, x, None), mha(x)
-    if problem := _bad_output(got, want.shape):
-        return problem
-    if torch.allclose(got, want, atol=1e-5):
-        return None
-    if torch.allclose(got - want, x, atol=1e-5):
-        return "output = correct output + x"
-    return f"differs from MultiHeadAttention (largest error {(got - want).abs().max():.2f})"
+    """One sequence, no mask, random input, two module sizes: the output must equal the module's."""
+    for (d_model, h), T in [((16, 4), 5), ((12, 3), 7)]:  # d_k = 4, T != d_k
+        mha = _probe_module(d_model=d_model, num_heads=h)
+        x = torch.randn(1, T, d_model, generator=generator(50))  # (B, T, d_model)
+        got, want = fn(mha, x, None), mha(x)
+        if problem := _bad_output(got, want.shape):
+            return problem
+        if torch.allclose(got, want, atol=1e-5):
+            continue
+        if torch.allclose(got - want, x, atol=1e-5):
+            return "output = correct output + x"
+        return f"differs from MultiHeadAttention with h={h} (largest error {(got - want).abs().max():.2f})"
+    return None
 
 
-def _probe_causal(fn: Callable[..., torch.Tensor]) -> str | None:
-    """Causal mask, zero queries (every score 0): changing the last token must not change earlier outputs."""
+def _probe_masks() -> dict[str, torch.Tensor]:
+    """The mask probe's masks, True = may attend: causal for one sequence, and key padding that
+    differs per sequence, with blocked keys before visible ones (a causal triangle lets them in)."""
+    padding = torch.tensor([[1, 0, 1, 1, 0], [0, 1, 1, 0, 1]], dtype=torch.bool)  # (B, T)
+    return {"causal mask": causal_mask(5), "padding mask": padding[:, None, None]}  # (T, T), (B, 1, 1, T)
+
+
+def _probe_mask(fn: Callable[..., torch.Tensor]) -> str | None:
+    """Zero queries (every score 0), two masks: the tokens a query may not see must not change its output."""
     mha = _probe_module("W_q.weight", "W_q.bias")  # every query is 0
     rng = generator(51)
-    x = torch.randn(1, 5, 16, generator=rng)  # (B, T, d_model)
-    later = x.clone()
-    later[:, -1] = torch.randn(16, generator=rng)  # a new last token
-    mask = causal_mask(5)  # (T, T)
-    got, got_later = fn(mha, x, mask), fn(mha, later, mask)
-    if problem := _bad_output(got, x.shape) or _bad_output(got_later, x.shape):
-        return problem
-    if not torch.allclose(got[:, :-1], got_later[:, :-1], atol=1e-5):
-        return "changing the last token changed the outputs before it"
+    for kind, mask in _probe_masks().items():
+        B, T = 1 if mask.dim() == 2 else mask.shape[0], mask.shape[-1]
+        sees = mask.expand(B, 1, T, T)[:, 0]  # (B, T, T): may query i see key j?
+        x = torch.randn(B, T, 16, generator=rng)  # (B, T, d_model)
+        got = fn(mha, x, mask)
+        if problem := _bad_output(got, x.shape):
+            return f"{problem} ({kind})"
+        for i in range(T):
+            hidden = ~sees[:, i, :, None]  # (B, T, 1): the tokens query i may not see
+            other = torch.where(hidden, torch.randn(B, T, 16, generator=rng), x)  # (B, T, d_model)
+            got_other = fn(mha, other, mask)
+            if problem := _bad_output(got_other, x.shape):
+                return f"{problem} ({kind})"
+            moved = [b for b in range(B) if not torch.allclose(got[b, i], got_other[b, i], atol=1e-5)]
+            if moved:
+                where = f"query {i}" if B == 1 else f"query {i} of sequence {moved[0]}"
+                return f"{where} reads a token it may not see ({kind})"
     return None
 
 
@@ -432,7 +449,7 @@ def _one_thread() -> Iterator[None]:
 # check_forward's probes, by name. Each catches at least one of chapter 5's bugs that no other catches.
 FORWARD_PROBES: dict[str, Callable[[Callable[..., torch.Tensor]], str | None]] = {
     "reference": _probe_reference,
-    "causal": _probe_causal,
+    "mask": _probe_mask,
     "padding": _probe_padding,
     "batch": _probe_batch,
 }
@@ -480,10 +497,11 @@ def run_forward_probes(fn: Callable[..., torch.Tensor]) -> dict[str, str | None]
 def check_forward(fn: Callable[..., torch.Tensor]) -> CheckReport:
     """Run a forward(mha, x, mask) through the probes of FORWARD_PROBES and report the ones it fails.
 
-    reference: one sequence, no mask, output equal to MultiHeadAttention's. causal: with a causal
-    mask and zero queries, the last token must not change earlier outputs. padding: with a padding
-    mask and equal values, the output must be their average. batch: sequences must not affect each
-    other. Introduced in chapter 5.
+    reference: one sequence, no mask, two module sizes, output equal to MultiHeadAttention's.
+    mask: with zero queries, under a causal mask and under a per-sequence padding mask, no query's
+    output may depend on a token it may not see. padding: with a padding mask and equal values,
+    the output must be that value. batch: sequences must not affect each other. Introduced in
+    chapter 5.
     """
     report = CheckReport("forward")
     results = run_forward_probes(fn)
@@ -645,3 +663,4 @@ def check_repeat_kv(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> CheckRep
 
         _compare(report, label, got, want, hint)
     return report
+
