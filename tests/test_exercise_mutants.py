@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from multihead import bugs, exercises, merge_heads, split_heads
+from multihead import MultiHeadAttention, bugs, exercises, merge_heads, sliding_window_mask, split_heads
 from multihead.data import IGNORE
 
 
@@ -374,6 +374,98 @@ FORWARD_RIGHT = [
     _forward_additive_mask,
 ]
 CASES["check_forward"] = (FORWARD_WRONG, FORWARD_RIGHT)
+
+class _Sublayer(torch.nn.Module):  # chapter 9's pre-norm sublayer
+    def __init__(self, d_model, num_heads):
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(d_model)
+        self.attention = MultiHeadAttention(d_model, num_heads)
+
+    def forward(self, x, context=None, mask=None):
+        return x + self.attention(self.norm(x), context=context, mask=mask)
+
+
+def _post_norm(body):
+    """A _Sublayer whose forward is body(self, x, context, mask)."""
+    return type("PostNorm", (_Sublayer,), {"forward": lambda self, x, context=None, mask=None: body(self, x, context, mask)})
+
+
+def _layer_norm_by_hand(self, s):
+    mean, var = s.mean(-1, keepdim=True), s.var(-1, keepdim=True, unbiased=False)
+    return (s - mean) / torch.sqrt(var + self.norm.eps) * self.norm.weight + self.norm.bias
+
+
+def _residual_in_place(self, x, context, mask):
+    x += self.attention(x, context=context, mask=mask)
+    return self.norm(x)
+
+
+class _NoParts(torch.nn.Module):
+    def __init__(self, d_model, num_heads):
+        super().__init__()
+        self.mha = MultiHeadAttention(d_model, num_heads)
+
+    def forward(self, x, context=None, mask=None):
+        return self.mha(x, context=context, mask=mask)
+
+
+CASES["check_post_norm"] = (
+    [
+        (_Sublayer, "pre-norm order"),
+        (_post_norm(lambda self, x, c, m: self.norm(self.attention(x, context=c, mask=m))), "residual is missing"),
+        (_post_norm(lambda self, x, c, m: x + self.norm(self.attention(x, context=c, mask=m))), "output alone"),
+        (_post_norm(lambda self, x, c, m: F.layer_norm(x + self.attention(x, context=c, mask=m), x.shape[-1:])), "fresh LayerNorm"),
+        (_post_norm(lambda self, x, c, m: self.norm(x + self.attention(x, context=c))), "pass mask=mask on"),
+        (_post_norm(lambda self, x, c, m: self.norm(x + self.attention(self.norm(x), context=c, mask=m))), "reads x itself"),
+        (_post_norm(lambda self, x, c, m: self.norm(x + self.attention(x, mask=m))), "raised ValueError: mask of shape (2, 1, 1, 9)"),  # context dropped
+        (_post_norm(_residual_in_place), "changed its input x"),
+        (_post_norm(lambda self, x, c, m: self.norm(x + self.attention(x, context=c, mask=m)).double()), "expected dtype"),
+        (_NoParts, "self.norm, a LayerNorm, and self.attention"),
+    ],
+    [
+        _post_norm(lambda self, x, c, m: self.norm(x + self.attention(x, context=c, mask=m))),
+        _post_norm(lambda self, x, c, m: self.norm(self.attention(x, c, m) + x)),
+        _post_norm(lambda self, x, c, m: F.layer_norm(
+            x + self.attention(x, context=c, mask=m), self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps
+        )),
+        _post_norm(lambda self, x, c, m: _layer_norm_by_hand(self, torch.add(x, self.attention(x, context=c, mask=m)))),
+    ],
+)
+
+def _reach_by_masks(window, layers):
+    T = layers * window + 1
+    mask = sliding_window_mask(T, window=window).float()  # (T, T)
+    reach = mask
+    for _ in range(layers - 1):
+        reach = (reach @ mask).clamp(max=1)  # one more layer
+    return T - 1 - int(reach[-1].nonzero().min())
+
+
+def _reach_by_loop(window, layers):
+    back = 0
+    for _ in range(layers):
+        back += window - 1
+    return back
+
+
+CASES["check_window_reach"] = (
+    [
+        (lambda W, L: L * W, "reaches W - 1 back, not W"),
+        (lambda W, L: L * (W - 1) + 1, "counts the last token itself"),
+        (lambda W, L: W - 1, "one layer's reach"),
+        (lambda W, L: (W - 1) ** L, "expected 8, got 16"),
+        (lambda W, L: float(L * (W - 1)), "expected a number, got float"),
+        (lambda W, L: torch.tensor([L * (W - 1)] * 2), "tensor of shape (2,)"),
+        (lambda W, L: W + L - 2, "expected 8, got 5"),
+        (lambda W, L: L * (W - 1) if W > 1 else 1, "window=1, layers=3: expected 0, got 1"),
+    ],
+    [
+        lambda W, L: L * (W - 1),
+        _reach_by_masks,
+        _reach_by_loop,
+        lambda W, L: torch.tensor(W - 1) * L,  # a 0-d integer tensor
+    ],
+)
 
 WRONG = [(name, fn, words) for name, (wrong, _) in CASES.items() for fn, words in wrong]
 RIGHT = [(name, fn) for name, (_, right) in CASES.items() for fn in right]

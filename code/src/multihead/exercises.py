@@ -15,10 +15,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from .data import IGNORE, first_minus_previous, generator
 from .heads import merge_heads, split_heads
-from .masks import causal_mask, padding_mask, to_torch_key_padding_mask
+from .masks import causal_mask, padding_mask, sliding_window_mask, to_torch_key_padding_mask
 from .module import MultiHeadAttention
 
 SPLIT_CASES = [(4, 16, 512, 4), (2, 5, 12, 3), (1, 7, 8, 8), (3, 1, 6, 1)]  # (B, T, d_model, h)
@@ -54,7 +55,7 @@ _ERROR_HINTS = {
 
 def _where(error: BaseException) -> str:
     """' at line N: <code>' for the innermost frame of the reader's own code, or ''."""
-    ours = (__file__, torch.__file__.rsplit("/", 1)[0])
+    ours = (__file__.rsplit("/", 1)[0], torch.__file__.rsplit("/", 1)[0])  # this package and torch
     frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(ours)]
     if not frames:
         return ""
@@ -664,3 +665,105 @@ def check_repeat_kv(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> CheckRep
         _compare(report, label, got, want, hint)
     return report
 
+
+def _post_norm_cases() -> list[tuple[str, torch.Tensor, torch.Tensor | None, torch.Tensor | None]]:
+    """(label, x, context, mask): self-attention with no mask, causal and padding masks, and
+    cross-attention over a context of another length with a padding mask over it."""
+    rng = generator(12)
+    x = torch.randn(2, 6, 12, generator=rng)  # (B, T, d_model)
+    context = torch.randn(2, 9, 12, generator=rng)  # (B, T_src, d_model)
+    return [
+        ("self-attention, no mask", x, None, None),
+        ("self-attention, causal mask", x, None, causal_mask(6)),
+        ("self-attention, padding mask", x, None, padding_mask([6, 4], 6)),
+        ("cross-attention, padding mask", x, context, padding_mask([9, 5], 9)),
+    ]
+
+
+@_keeps_random_state
+def check_post_norm(layer_class: Callable[[int, int], torch.nn.Module]) -> CheckReport:
+    """Check a reader's post-norm sublayer: forward(x, context, mask) = norm(x + attention(x, ...)).
+
+    layer_class(d_model, num_heads) must build a layer with `norm` (a LayerNorm) and `attention`
+    (a MultiHeadAttention), as chapter 9's Sublayer does; the checker gives the LayerNorm weights
+    other than 1 and 0, so that a fresh LayerNorm cannot pass for the layer's own. Introduced in
+    chapter 9.
+    """
+    report = CheckReport("post_norm")
+    try:
+        torch.manual_seed(0)
+        layer = layer_class(12, 3).eval()
+    except Exception as error:  # the reader's class may fail in any way; report it, never crash
+        report.fail(f"building layer_class(12, 3) raised {type(error).__name__}: {_first_line(error)}{_where(error)}")
+        return report
+    norm, attention = getattr(layer, "norm", None), getattr(layer, "attention", None)
+    if not (isinstance(norm, torch.nn.LayerNorm) and isinstance(attention, torch.nn.Module)):
+        report.fail("the layer needs the Sublayer's parts: self.norm, a LayerNorm, and self.attention")
+        return report
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 2.0, 12))
+        norm.bias.copy_(torch.linspace(-1.0, 1.0, 12))
+    for label, x, context, mask in _post_norm_cases():
+        with torch.no_grad():
+            attended = attention(x, context=context, mask=mask)  # (B, T, d_model)
+            want = norm(x + attended)
+            got = _call(report, label, layer, x=x, context=context, mask=mask)
+        if not report.ok:
+            break
+
+        def hint(got: torch.Tensor, x: torch.Tensor = x, context=context, mask=mask, attended=attended) -> str:
+            if torch.allclose(got, x + attention(norm(x), context=context, mask=mask), atol=1e-5):
+                return "That is the pre-norm order, x + attention(norm(x)): normalise the sum instead."
+            if torch.allclose(got, norm(attended), atol=1e-5):
+                return "The residual is missing: add x to the attention's output before the norm."
+            if torch.allclose(got, x + norm(attended), atol=1e-5):
+                return "You normalised the attention's output alone; normalise the sum x + attention(x)."
+            if torch.allclose(got, F.layer_norm(x + attended, (12,)), atol=1e-5):
+                return "That is a fresh LayerNorm with weights 1 and 0; use the layer's own, self.norm."
+            if mask is not None and torch.allclose(got, norm(x + attention(x, context=context)), atol=1e-5):
+                return "The mask does not reach the attention: pass mask=mask on."
+            if torch.allclose(got, norm(x + attention(norm(x), context=context, mask=mask)), atol=1e-5):
+                return "In the post-norm order the attention reads x itself, not norm(x)."
+            return "Compute self.norm(x + self.attention(x, context=context, mask=mask))."
+
+        with torch.no_grad():
+            _compare(report, label, got, want, hint, atol=1e-5)
+    return report
+
+
+def _measured_reach(window: int, layers: int) -> int:
+    """How many tokens back the last token reads after `layers` sliding-window layers, by composing masks."""
+    T = layers * window + 2  # longer than any reach
+    mask = sliding_window_mask(T, window=window).long()  # (T, T): 1 where query i reads key j
+    reach = torch.linalg.matrix_power(mask, layers).clamp(max=1)  # (T, T): paths of `layers` steps
+    return T - 1 - int(reach[-1].nonzero().min())
+
+
+@_keeps_random_state
+def check_window_reach(fn: Callable[[int, int], int]) -> CheckReport:
+    """Check a reader's window_reach(window, layers): how far back the last token reads. Introduced in chapter 10.
+
+    The answers come from composing `sliding_window_mask` over the layers, for windows and
+    depths other than the chapter's example, a window of 1 among them.
+    """
+    report = CheckReport("window_reach")
+    for W, L in [(3, 4), (2, 5), (5, 3), (8, 2), (1, 3), (3, 1)]:
+        label = f"window={W}, layers={L}"
+        want = _measured_reach(W, L)
+        got = _call(report, label, fn, window=W, layers=L)
+        if not report.ok:
+            break
+        count = _as_count(got)
+        if isinstance(count, str):
+            report.fail(f"{label}: {count}")
+        elif count == want:
+            report.passed += 1
+        elif count == want + 1:
+            report.fail(f"{label}: expected {want}, got {count}: that counts the last token itself")
+        elif count == W - 1 and L > 1:
+            report.fail(f"{label}: expected {want}, got {count}, one layer's reach: each layer adds W - 1")
+        elif count == L * W and W > 1:
+            report.fail(f"{label}: expected {want}, got {count}: a window of W tokens reaches W - 1 back, not W")
+        else:
+            report.fail(f"{label}: expected {want}, got {count}")
+    return report
