@@ -357,7 +357,14 @@ def _forward_additive_mask(mha, x, mask=None):
     return mha.W_o(merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=bias)))
 
 
+def _forward_raises(mha, x, mask=None):
+    d_k = mha.head_dim
+    scale = 1 / (d_k - d_k)  # ZeroDivisionError, reported with this line
+    return mha.W_o(merge_heads(split_heads(mha.W_v(x), mha.num_heads) * scale))
+
+
 FORWARD_WRONG = [(bug.forward, "") for bug in bugs.ALL] + [
+    (_forward_raises, "raised ZeroDivisionError: division by zero\n    at line"),
     (_forward_scales_x, "changed its input x"),
     (_forward_zeroes_bias, "changed its input mha.W_o.bias"),
     (_forward_own_triangle, "query 0 of sequence 1 reads a token it may not see (padding mask)"),

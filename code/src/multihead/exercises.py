@@ -490,7 +490,10 @@ def run_forward_probes(fn: Callable[..., torch.Tensor]) -> dict[str, str | None]
         except NotImplementedError:
             results[name] = "the function still raises NotImplementedError: fill in its body"
         except Exception as error:  # the reader's code may fail in any way; report it, never crash
-            results[name] = f"{type(error).__name__}: {str(error)[:30]}..."
+            where = _where(error).strip()  # the reader's own line, on a line of its own
+            results[name] = f"raised {type(error).__name__}: {_first_line(error, 30)}" + (
+                f"\n    {where[:76]}" if where else ""
+            )
     return results
 
 
