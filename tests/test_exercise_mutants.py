@@ -7,6 +7,7 @@ least four correct ones. A new checker gets its mutants here in the same commit.
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -88,6 +89,7 @@ CASES = {
             (_dirty_split, "changed its input x"),
             (lambda x, h: x.view(x.shape[0], x.shape[1], h, -1).transpose(1, 2).tolist(), "expected a tensor"),
             (_raises_in_body, "ZeroDivisionError"),
+            (lambda x, h: x.view(x.shape[0], x.shape[1], h, x.shape[2] / h).transpose(1, 2), "use //, as in d_model // num_heads"),
         ],
         [  # correct
             lambda x, h: x.view(x.shape[0], x.shape[1], h, -1).transpose(1, 2),
@@ -239,7 +241,7 @@ CASES = {
             (lambda q, k: (q @ k.T).argmax(dim=-1).unique(), "tensor of shape"),
             (lambda q, k: len((q @ k.T).argmax(dim=0).unique()), "each key's favourite query"),
             (lambda q, k: len((q @ k.T).argmax(dim=-1)), "the number of queries"),
-            (lambda q, k: float(len((q @ k.T).argmax(dim=-1).unique())), "expected a number, got float"),
+            (lambda q, k: float(len((q @ k.T).argmax(dim=-1).unique())), "expected a whole number, got float"),
             (lambda q, k: (q @ k.T).argmax(dim=-1).unique().numel() > 1, "expected a number, got True"),
             (lambda q, k: torch.tensor(1.0) * len((q @ k.T).argmax(-1).unique()), "whole number"),
             (lambda q, k: len((q @ k.T).argmin(dim=-1).unique()) + 100, "expected"),
@@ -250,6 +252,7 @@ CASES = {
             lambda q, k: len(set((q @ k.T).argmax(dim=-1).tolist())),
             lambda q, k: torch.unique((q @ k.T).argmax(-1)).shape[0],
             lambda q, k: (q @ k.T).argmax(-1).unique().numel() * torch.tensor(1),  # a 0-d integer tensor
+            lambda q, k: np.sum(np.bincount((q @ k.T).argmax(-1).numpy()) > 0),  # a NumPy integer
         ],
     ),
     "check_key_padding_mask": (
@@ -363,7 +366,39 @@ def _forward_raises(mha, x, mask=None):
     return mha.W_o(merge_heads(split_heads(mha.W_v(x), mha.num_heads) * scale))
 
 
+def _forward_true_division(mha, x, mask=None):
+    B, T, d_model = x.shape
+    d_k = d_model / mha.num_heads  # a float
+    q, k, v = (W(x).view(B, T, mha.num_heads, d_k).transpose(1, 2) for W in (mha.W_q, mha.W_k, mha.W_v))
+    return mha.W_o(merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
+
+
+def _forward_scale_when_masked(mha, x, mask=None):
+    q, k, v = (split_heads(W(x), mha.num_heads) for W in (mha.W_q, mha.W_k, mha.W_v))  # (B, h, T, d_k)
+    if mask is None:
+        return mha.W_o(merge_heads(F.scaled_dot_product_attention(q, k, v)))
+    scores = q @ k.mT / math.sqrt(mha.d_model)  # bug 3, on the masked path only
+    return mha.W_o(merge_heads(scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v))
+
+
+def _forward_mask_for_one_sequence(mha, x, mask=None):
+    if mask is not None and mask.dim() == 2:
+        mask = mask.view(x.shape[0], 1, *mask.shape)  # right for one sequence only
+    return mha(x, mask=mask)
+
+
+def _forward_width_four(mha, x, mask=None):
+    B, T, _ = x.shape
+    q, k, v = (W(x).view(B, T, -1, 4).transpose(1, 2) for W in (mha.W_q, mha.W_k, mha.W_v))  # d_k hard-coded
+    return mha.W_o(merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
+
+
 FORWARD_WRONG = [(bug.forward, "") for bug in bugs.ALL] + [
+    (_forward_true_division, "Hint: sizes must be whole numbers"),
+    (lambda mha, x, mask: mha(x, mask=mask).double(), "expected dtype torch.float32, like x"),
+    (_forward_scale_when_masked, "with masks: differs from MultiHeadAttention with h=3, d_k=8 and a causal mask"),
+    (_forward_mask_for_one_sequence, "with masks: raised RuntimeError"),
+    (_forward_width_four, "with masks: differs from MultiHeadAttention with h=3, d_k=8"),
     (_forward_raises, "raised ZeroDivisionError: division by zero\n    at line"),
     (_forward_scales_x, "changed its input x"),
     (_forward_zeroes_bias, "changed its input mha.W_o.bias"),
@@ -416,6 +451,27 @@ class _NoParts(torch.nn.Module):
         return self.mha(x, context=context, mask=mask)
 
 
+class _TorchAttention(_Sublayer):
+    def __init__(self, d_model, num_heads):
+        super().__init__(d_model, num_heads)
+        self.attention = torch.nn.MultiheadAttention(d_model, num_heads, batch_first=True)
+
+
+def _resets_norm(self, x, context, mask):
+    with torch.no_grad():
+        self.norm.weight.fill_(1.0)
+    return self.norm(x + self.attention(x, context=context, mask=mask))
+
+
+class _NoBiasPostNorm(_Sublayer):  # a LayerNorm without a bias is as right
+    def __init__(self, d_model, num_heads):
+        super().__init__(d_model, num_heads)
+        self.norm = torch.nn.LayerNorm(d_model, bias=False)
+
+    def forward(self, x, context=None, mask=None):
+        return self.norm(x + self.attention(x, context=context, mask=mask))
+
+
 CASES["check_post_norm"] = (
     [
         (_Sublayer, "pre-norm order"),
@@ -428,6 +484,9 @@ CASES["check_post_norm"] = (
         (_post_norm(_residual_in_place), "changed its input x"),
         (_post_norm(lambda self, x, c, m: self.norm(x + self.attention(x, context=c, mask=m)).double()), "expected dtype"),
         (_NoParts, "self.norm, a LayerNorm, and self.attention"),
+        (_TorchAttention, "a multihead.MultiHeadAttention"),
+        (_Sublayer(12, 3), "pass the class itself"),
+        (_post_norm(_resets_norm), "changed the layer's own self.norm.weight"),
     ],
     [
         _post_norm(lambda self, x, c, m: self.norm(x + self.attention(x, context=c, mask=m))),
@@ -436,6 +495,7 @@ CASES["check_post_norm"] = (
             x + self.attention(x, context=c, mask=m), self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps
         )),
         _post_norm(lambda self, x, c, m: _layer_norm_by_hand(self, torch.add(x, self.attention(x, context=c, mask=m)))),
+        _NoBiasPostNorm,
     ],
 )
 
@@ -461,7 +521,7 @@ CASES["check_window_reach"] = (
         (lambda W, L: L * (W - 1) + 1, "counts the last token itself"),
         (lambda W, L: W - 1, "one layer's reach"),
         (lambda W, L: (W - 1) ** L, "expected 8, got 16"),
-        (lambda W, L: float(L * (W - 1)), "expected a number, got float"),
+        (lambda W, L: float(L * (W - 1)), "expected a whole number, got float 8.0"),
         (lambda W, L: torch.tensor([L * (W - 1)] * 2), "tensor of shape (2,)"),
         (lambda W, L: W + L - 2, "expected 8, got 5"),
         (lambda W, L: L * (W - 1) if W > 1 else 1, "window=1, layers=3: expected 0, got 1"),
@@ -471,6 +531,7 @@ CASES["check_window_reach"] = (
         _reach_by_masks,
         _reach_by_loop,
         lambda W, L: torch.tensor(W - 1) * L,  # a 0-d integer tensor
+        lambda W, L: np.sum([W - 1] * L),  # a NumPy integer
     ],
 )
 

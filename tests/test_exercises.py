@@ -60,8 +60,8 @@ def test_check_forward_passes_the_reference_and_reports_each_probe() -> None:
     for correct in (lambda mha, x, mask: mha(x, mask=mask), bugs.reference_forward):
         report = check_forward(correct)
         assert report.ok, report
-        assert report.passed == len(FORWARD_PROBES)
-        assert "all 4 checks passed" in repr(report)
+        assert report.passed == len(FORWARD_PROBES) + 1  # and the comparison under masks
+        assert "all 5 checks passed" in repr(report)
     assert "output = correct output + x" in repr(check_forward(bugs.forward_9))
     assert "changing sequence 1 changed the output of sequence 0" in repr(check_forward(bugs.forward_10))
     assert "query 0 reads a token it may not see (causal mask)" in repr(check_forward(bugs.forward_2))

@@ -9,6 +9,9 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+import numbers
+import os
+import textwrap
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,12 +53,18 @@ class CheckReport:
 _ERROR_HINTS = {
     "view size is not compatible": "view needs contiguous memory: call .contiguous() first, or use reshape",
     "Boolean value of Tensor with more than one value": "a tensor of several values has no single truth value",
+    "but got float": "sizes must be whole numbers: use //, as in d_model // num_heads",
 }
+
+
+def _hint_for(error: BaseException) -> str | None:
+    """The hint of _ERROR_HINTS whose text the error's message contains, or None."""
+    return next((hint for text, hint in _ERROR_HINTS.items() if text in str(error)), None)
 
 
 def _where(error: BaseException) -> str:
     """' at line N: <code>' for the innermost frame of the reader's own code, or ''."""
-    ours = (__file__.rsplit("/", 1)[0], torch.__file__.rsplit("/", 1)[0])  # this package and torch
+    ours = (os.path.dirname(__file__), os.path.dirname(torch.__file__))  # this package and torch
     frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(ours)]
     if not frames:
         return ""
@@ -92,7 +101,7 @@ def _call(report: CheckReport, label: str, fn: Callable, **inputs: object) -> ob
         report.fail("the function still raises NotImplementedError: fill in its body")
         return None
     except Exception as error:  # the reader's code may fail in any way; report it, never crash
-        hint = next((h for text, h in _ERROR_HINTS.items() if text in str(error)), None)
+        hint = _hint_for(error)
         report.fail(
             f"{label}: calling it raised {type(error).__name__}: {_first_line(error)}{_where(error)}"
             + (f". Hint: {hint}." if hint else "")
@@ -351,11 +360,13 @@ def _probe_module(*zero: str, d_model: int = 16, num_heads: int = 4) -> MultiHea
 
 
 def _bad_output(got: object, shape: torch.Size) -> str | None:
-    """Why got cannot be a forward pass's output of this shape, or None."""
+    """Why got cannot be a forward pass's float32 output of this shape, or None."""
     if not isinstance(got, torch.Tensor):
         return f"expected a tensor, got {type(got).__name__}"
     if got.shape != shape:
         return f"expected shape {tuple(shape)}, got {tuple(got.shape)}"
+    if got.dtype != torch.float32:
+        return f"expected dtype torch.float32, like x, got {got.dtype}"
     if not torch.isfinite(got).all():
         return "the output holds NaN or inf"
     return None
@@ -475,6 +486,16 @@ def _guarded(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     return run
 
 
+def _raised(error: BaseException) -> str:
+    """A probe's report of a forward pass that raised; in the reader's own code, also its line and a hint."""
+    text = f"raised {type(error).__name__}: {_first_line(error, 30)}"
+    where, hint = _where(error).strip(), _hint_for(error)
+    if not where:  # raised inside the package, as chapter 5's puzzles do: they are read, not fixed here
+        return text
+    hint = "\n" + textwrap.fill(f"Hint: {hint}.", 80, initial_indent="    ", subsequent_indent="    ") if hint else ""
+    return text + f"\n    {where[:76]}" + hint
+
+
 @_keeps_random_state
 def run_forward_probes(fn: Callable[..., torch.Tensor]) -> dict[str, str | None]:
     """Run each probe on forward(mha, x, mask): name -> None if it passed, else the problem. Introduced in chapter 5."""
@@ -490,11 +511,30 @@ def run_forward_probes(fn: Callable[..., torch.Tensor]) -> dict[str, str | None]
         except NotImplementedError:
             results[name] = "the function still raises NotImplementedError: fill in its body"
         except Exception as error:  # the reader's code may fail in any way; report it, never crash
-            where = _where(error).strip()  # the reader's own line, on a line of its own
-            results[name] = f"raised {type(error).__name__}: {_first_line(error, 30)}" + (
-                f"\n    {where[:76]}" if where else ""
-            )
+            results[name] = _raised(error)
     return results
+
+
+def _masked_reference(fn: Callable[..., torch.Tensor]) -> str | None:
+    """Two sequences, random weights, head widths other than the probes' 4, each kind of mask:
+    the output must equal the module's. It catches what no probe's property names, such as a
+    mistake on the masked path only."""
+    T = 6
+    masks = {
+        "causal mask": causal_mask(T),  # (T, T)
+        "padding mask": padding_mask([T, 3], T),  # (B, 1, 1, T)
+        "causal and padding mask": causal_mask(T) & padding_mask([T, 3], T),  # (B, 1, T, T)
+    }
+    for d_model, h in [(24, 3), (12, 2)]:  # d_k = 8 and 6
+        mha = _probe_module(d_model=d_model, num_heads=h)
+        x = torch.randn(2, T, d_model, generator=generator(54))  # (B, T, d_model)
+        for kind, mask in masks.items():
+            got, want = fn(mha, x, mask), mha(x, mask=mask)
+            if problem := _bad_output(got, want.shape):
+                return f"{problem} (h={h}, {kind})"
+            if not torch.allclose(got, want, atol=1e-5):
+                return f"differs from MultiHeadAttention with h={h}, d_k={d_model // h} and a {kind}"
+    return None
 
 
 @_keeps_random_state
@@ -504,8 +544,9 @@ def check_forward(fn: Callable[..., torch.Tensor]) -> CheckReport:
     reference: one sequence, no mask, two module sizes, output equal to MultiHeadAttention's.
     mask: with zero queries, under a causal mask and under a per-sequence padding mask, no query's
     output may depend on a token it may not see. padding: with a padding mask and equal values,
-    the output must be that value. batch: sequences must not affect each other. Introduced in
-    chapter 5.
+    the output must be that value. batch: sequences must not affect each other. When all four
+    pass, one more comparison with the module, on two sequences under each kind of mask and at
+    head widths other than 4, catches what no probe's property names. Introduced in chapter 5.
     """
     report = CheckReport("forward")
     results = run_forward_probes(fn)
@@ -517,6 +558,18 @@ def check_forward(fn: Callable[..., torch.Tensor]) -> CheckReport:
             report.passed += 1
         else:
             report.fail(f"{name}: {problem}")
+    if report.ok:  # the probes pass: compare with the module once more, under masks
+        with torch.no_grad(), _one_thread():
+            try:
+                problem = _masked_reference(_guarded(fn))
+            except _InputChanged as changed:
+                problem = f"your function changed its input {changed}"
+            except Exception as error:  # the reader's code may fail in any way; report it, never crash
+                problem = _raised(error)
+        if problem is None:
+            report.passed += 1
+        else:
+            report.fail(f"with masks: {problem}")
     return report
 
 
@@ -583,8 +636,10 @@ def _as_count(got: object) -> int | str:
     """got as an int, or why it is not a count."""
     if isinstance(got, bool):
         return f"expected a number, got {got}"
-    if isinstance(got, int):
-        return got
+    if isinstance(got, numbers.Integral):  # int, and NumPy's integers
+        return int(got)
+    if isinstance(got, numbers.Real):
+        return f"expected a whole number, got {type(got).__name__} {got}"
     if isinstance(got, torch.Tensor):
         if got.numel() != 1:
             return (f"expected a number, got a tensor of shape {tuple(got.shape)}: "
@@ -693,6 +748,9 @@ def check_post_norm(layer_class: Callable[[int, int], torch.nn.Module]) -> Check
     chapter 9.
     """
     report = CheckReport("post_norm")
+    if isinstance(layer_class, torch.nn.Module):
+        report.fail("pass the class itself, such as PostNormSublayer, not a layer built from it")
+        return report
     try:
         torch.manual_seed(0)
         layer = layer_class(12, 3).eval()
@@ -700,17 +758,26 @@ def check_post_norm(layer_class: Callable[[int, int], torch.nn.Module]) -> Check
         report.fail(f"building layer_class(12, 3) raised {type(error).__name__}: {_first_line(error)}{_where(error)}")
         return report
     norm, attention = getattr(layer, "norm", None), getattr(layer, "attention", None)
-    if not (isinstance(norm, torch.nn.LayerNorm) and isinstance(attention, torch.nn.Module)):
-        report.fail("the layer needs the Sublayer's parts: self.norm, a LayerNorm, and self.attention")
+    if not (isinstance(norm, torch.nn.LayerNorm) and isinstance(attention, MultiHeadAttention)):
+        report.fail(
+            "the layer needs the Sublayer's parts: self.norm, a LayerNorm, and self.attention, "
+            "a multihead.MultiHeadAttention"
+        )
         return report
-    with torch.no_grad():
-        norm.weight.copy_(torch.linspace(0.5, 2.0, 12))
-        norm.bias.copy_(torch.linspace(-1.0, 1.0, 12))
+    with torch.no_grad():  # LayerNorm weights other than 1 and 0, where it has them
+        for weight, low, high in ((norm.weight, 0.5, 2.0), (norm.bias, -1.0, 1.0)):
+            if weight is not None:
+                weight.copy_(torch.linspace(low, high, 12))
+    weights = {f"self.{name}": value for name, value in layer.state_dict().items()}
     for label, x, context, mask in _post_norm_cases():
         with torch.no_grad():
             attended = attention(x, context=context, mask=mask)  # (B, T, d_model)
             want = norm(x + attended)
+            before = {name: _snapshot(value) for name, value in weights.items()}
             got = _call(report, label, layer, x=x, context=context, mask=mask)
+        changed = [name for name, value in weights.items() if not _unchanged(before[name], value)]
+        if changed:
+            report.fail(f"{label}: your forward changed the layer's own {', '.join(changed)}")
         if not report.ok:
             break
 
@@ -721,7 +788,7 @@ def check_post_norm(layer_class: Callable[[int, int], torch.nn.Module]) -> Check
                 return "The residual is missing: add x to the attention's output before the norm."
             if torch.allclose(got, x + norm(attended), atol=1e-5):
                 return "You normalised the attention's output alone; normalise the sum x + attention(x)."
-            if torch.allclose(got, F.layer_norm(x + attended, (12,)), atol=1e-5):
+            if norm.weight is not None and torch.allclose(got, F.layer_norm(x + attended, (12,)), atol=1e-5):
                 return "That is a fresh LayerNorm with weights 1 and 0; use the layer's own, self.norm."
             if mask is not None and torch.allclose(got, norm(x + attention(x, context=context)), atol=1e-5):
                 return "The mask does not reach the attention: pass mask=mask on."
