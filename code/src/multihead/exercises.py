@@ -650,6 +650,18 @@ def _as_count(got: object) -> int | str:
     return f"expected a number, got {type(got).__name__}"
 
 
+def _wrong_count(report: CheckReport, label: str, got: object, want: int) -> int | None:
+    """Record a pass when got is the count want, or why got is no count; return got's count only when it is wrong."""
+    count = _as_count(got)
+    if isinstance(count, str):
+        report.fail(f"{label}: {count}")
+    elif count == want:
+        report.passed += 1
+    else:
+        return count
+    return None
+
+
 @_keeps_random_state
 def check_favourite_keys(fn: Callable[[torch.Tensor, torch.Tensor], int]) -> CheckReport:
     """Check a reader's count_favourite_keys(q, k): distinct arg-max keys over queries. Introduced in chapter 8."""
@@ -663,12 +675,10 @@ def check_favourite_keys(fn: Callable[[torch.Tensor, torch.Tensor], int]) -> Che
         got = _call(report, label, fn, q=q, k=k)
         if not report.ok:
             break
-        count = _as_count(got)
-        if isinstance(count, str):
-            report.fail(f"{label}: {count}")
-        elif count == want:
-            report.passed += 1
-        elif count == len(scores.argmax(dim=0).unique()):
+        count = _wrong_count(report, label, got, want)
+        if count is None:
+            continue
+        if count == len(scores.argmax(dim=0).unique()):
             report.fail(f"{label}: you took each key's favourite query; take the arg-max over keys (dim=-1)")
         elif count == T_q:
             report.fail(f"{label}: expected {want}, got {count}, the number of queries: count distinct keys (unique)")
@@ -823,12 +833,10 @@ def check_window_reach(fn: Callable[[int, int], int]) -> CheckReport:
         got = _call(report, label, fn, window=W, layers=L)
         if not report.ok:
             break
-        count = _as_count(got)
-        if isinstance(count, str):
-            report.fail(f"{label}: {count}")
-        elif count == want:
-            report.passed += 1
-        elif count == want + 1:
+        count = _wrong_count(report, label, got, want)
+        if count is None:
+            continue
+        if count == want + 1:
             report.fail(f"{label}: expected {want}, got {count}: that counts the last token itself")
         elif count == W - 1 and L > 1:
             report.fail(f"{label}: expected {want}, got {count}, one layer's reach: each layer adds W - 1")
