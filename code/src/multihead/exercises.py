@@ -458,8 +458,10 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+_Probe = Callable[[Callable[..., torch.Tensor]], str | None]  # probe(forward) -> None, or the problem
+
 # check_forward's probes, by name. Each catches at least one of chapter 5's bugs that no other catches.
-FORWARD_PROBES: dict[str, Callable[[Callable[..., torch.Tensor]], str | None]] = {
+FORWARD_PROBES: dict[str, _Probe] = {
     "reference": _probe_reference,
     "mask": _probe_mask,
     "padding": _probe_padding,
@@ -496,23 +498,25 @@ def _raised(error: BaseException) -> str:
     return text + f"\n    {where[:76]}" + hint
 
 
+def _run_probe(probe: _Probe, fn: Callable[..., torch.Tensor]) -> str | None:
+    """probe(fn) without gradients, on one thread: None if it passed, else the problem, raising answers included."""
+    try:
+        with torch.no_grad(), _one_thread():
+            return probe(_guarded(fn))
+    except _InputChanged as changed:
+        return f"your function changed its input {changed}"
+    except NotImplementedError:
+        return "the function still raises NotImplementedError: fill in its body"
+    except Exception as error:  # the reader's code may fail in any way; report it, never crash
+        return _raised(error)
+
+
 @_keeps_random_state
 def run_forward_probes(fn: Callable[..., torch.Tensor]) -> dict[str, str | None]:
     """Run each probe on forward(mha, x, mask): name -> None if it passed, else the problem. Introduced in chapter 5."""
     if not callable(fn):
         raise ValueError(f"expected a function forward(mha, x, mask), got {fn!r}")
-    results: dict[str, str | None] = {}
-    for name, probe in FORWARD_PROBES.items():
-        try:
-            with torch.no_grad(), _one_thread():
-                results[name] = probe(_guarded(fn))
-        except _InputChanged as changed:
-            results[name] = f"your function changed its input {changed}"
-        except NotImplementedError:
-            results[name] = "the function still raises NotImplementedError: fill in its body"
-        except Exception as error:  # the reader's code may fail in any way; report it, never crash
-            results[name] = _raised(error)
-    return results
+    return {name: _run_probe(probe, fn) for name, probe in FORWARD_PROBES.items()}
 
 
 def _masked_reference(fn: Callable[..., torch.Tensor]) -> str | None:
@@ -559,13 +563,7 @@ def check_forward(fn: Callable[..., torch.Tensor]) -> CheckReport:
         else:
             report.fail(f"{name}: {problem}")
     if report.ok:  # the probes pass: compare with the module once more, under masks
-        with torch.no_grad(), _one_thread():
-            try:
-                problem = _masked_reference(_guarded(fn))
-            except _InputChanged as changed:
-                problem = f"your function changed its input {changed}"
-            except Exception as error:  # the reader's code may fail in any way; report it, never crash
-                problem = _raised(error)
+        problem = _run_probe(_masked_reference, fn)
         if problem is None:
             report.passed += 1
         else:
